@@ -3,6 +3,7 @@ and the compliance checker read figures from here, so they cannot disagree with 
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -24,6 +25,7 @@ class ProductTerms(BaseModel):
     id: str
     name: str
     kind: str
+    aliases: list[str] = Field(default_factory=list)
     apr_min_pct: float = Field(ge=0, le=36)
     apr_max_pct: float = Field(ge=0, le=36)
     limit_min: float
@@ -78,6 +80,17 @@ class Terms(BaseModel):
     products: dict[str, ProductTerms]
     collections: dict[str, object] = Field(default_factory=dict)
     complaints: dict[str, object] = Field(default_factory=dict)
+
+    def products_mentioned(self, text: str) -> list[str]:
+        """Product keys named in a text, by name or alias, in order of first mention."""
+        lowered = text.lower()
+        found: list[tuple[int, str]] = []
+        for key, product in self.products.items():
+            positions = [m.start() for a in [product.name, *product.aliases]
+                         for m in [re.search(rf"\b{re.escape(a.lower())}\b", lowered)] if m]
+            if positions:
+                found.append((min(positions), key))
+        return [key for _, key in sorted(found)]
 
     def product(self, key_or_id: str) -> ProductTerms:
         for key, product in self.products.items():

@@ -1,0 +1,158 @@
+"""The `assistant` command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from assistant.config import Settings, apply_offline_env
+
+app = typer.Typer(help="Meadow assistant: customer service and marketing for consumer-finance lenders.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+err = Console(stderr=True)
+out = Console()
+
+
+def emit_json(payload: Any) -> None:
+    """One JSON object on stdout; everything else goes to stderr."""
+    sys.stdout.write(json.dumps(payload, ensure_ascii=False, default=str) + "\n")
+
+
+def fail(message: str, code: int = 1, as_json: bool = False) -> None:
+    if as_json:
+        emit_json({"error": message})
+    else:
+        err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def load_settings() -> Settings:
+    apply_offline_env()
+    try:
+        return Settings()
+    except Exception as exc:  # pydantic ValidationError: name the bad variable
+        fail(f"invalid settings: {exc}")
+        raise
+
+
+@app.callback()
+def main_callback(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logs on stderr")) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def config(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Print the effective settings (secrets masked)."""
+    shown = load_settings().masked()
+    if as_json:
+        emit_json(shown)
+        return
+    table = Table("setting", "value", title="Effective settings (env prefix ASSISTANT_)")
+    for key, value in shown.items():
+        table.add_row(key, str(value))
+    out.print(table)
+
+
+@app.command()
+def ingest(as_json: bool = typer.Option(False, "--json"),
+           quiet: bool = typer.Option(False, "--quiet", help="no progress bar")) -> None:
+    """Index knowledge_base/ into Chroma (incremental: unchanged files are skipped)."""
+    from assistant.components import build_knowledge
+    from assistant.kb_docs import KnowledgeBaseError
+
+    settings = load_settings()
+    try:
+        report = build_knowledge(settings).ingest(progress=not (quiet or as_json))
+    except KnowledgeBaseError as exc:
+        fail(f"the knowledge base has errors:\n{exc}", as_json=as_json)
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    out.print(f"{report.documents} documents, {report.chunks} chunks indexed: "
+              f"{len(report.added)} added, {len(report.updated)} updated, {len(report.skipped)} unchanged, "
+              f"{len(report.deleted)} deleted.")
+    for doc_id, found in report.flagged.items():
+        err.print(f"[yellow]not indexed[/yellow] {doc_id}: contains instructions aimed at the model: {found}")
+
+
+def _build(settings: Settings):
+    from assistant.components import build_assistant
+    from assistant.llm import ModelNotAvailable
+
+    try:
+        assistant = build_assistant(settings)
+    except ModelNotAvailable as exc:
+        fail(str(exc))
+    if assistant.skills["answer"].kb.count() == 0:
+        fail("the knowledge base is not indexed yet: run `assistant ingest` first")
+    return assistant
+
+
+@app.command()
+def ask(question: str = typer.Argument(..., help="the customer's question"),
+        as_json: bool = typer.Option(False, "--json")) -> None:
+    """Answer one question, with citations."""
+    from assistant.types import Conversation
+
+    settings = load_settings()
+    assistant = _build(settings)
+    reply = assistant.reply(Conversation(customer_id="cli"), question)
+    if as_json:
+        emit_json(reply.model_dump(mode="json"))
+        return
+    out.print(reply.text)
+    _print_citations(reply)
+    if reply.path == "blocked":
+        raise typer.Exit(2)
+
+
+def _print_citations(reply) -> None:
+    for i, c in enumerate(reply.citations, 1):
+        out.print(f"[dim][{i}] {c.title} - {c.section} ({c.doc_id})[/dim]")
+    out.print(f"[dim]path: {reply.path} · trace {reply.trace_id} · {reply.timings_ms.get('total', 0):.0f} ms[/dim]")
+
+
+@app.command()
+def chat(customer: str = typer.Option("cli", help="customer reference")) -> None:
+    """Interactive chat with streaming. Ctrl-D or 'exit' to leave."""
+    from assistant.types import Conversation, Delta, Reply
+
+    settings = load_settings()
+    assistant = _build(settings)
+    conversation = Conversation(customer_id=customer)
+    out.print("[bold]Meadow assistant[/bold] - ask about Meadow's loans; 'exit' to leave.")
+    while True:
+        try:
+            message = input("you> ")
+        except (EOFError, KeyboardInterrupt):
+            out.print()
+            return
+        if message.strip().lower() in {"exit", "quit"}:
+            return
+        streamed = False
+        for event in assistant.stream(conversation, message):
+            if isinstance(event, Delta):
+                if not streamed:
+                    out.print("[dim]…[/dim] ", end="")
+                out.print(f"[dim]{event.text}[/dim]", end="")
+                streamed = True
+            elif isinstance(event, Reply):
+                if streamed:
+                    out.print()
+                out.print(f"assistant> {event.text}")
+                _print_citations(event)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

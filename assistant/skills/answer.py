@@ -1,0 +1,161 @@
+"""The answer skill: FAQ fast path, or retrieve -> prompt -> generate (streamed) -> verify,
+with an extractive or "I don't know" fallback. Correct without trusting the model."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, Callable, Iterator
+
+from langchain_core.messages import HumanMessage, SystemMessage
+
+from assistant.config import Settings
+from assistant.knowledge import IndexMissing, KnowledgeBase
+from assistant.prompts import load_prompt, load_replies
+from assistant.terms import Terms
+from assistant.types import Chunk, Citation, Conversation, Delta, Reply, ToolCall, Turn
+from assistant.verify import figures, sentences, verify_answer
+
+LoanAnswerer = Callable[[str], "tuple[str, ToolCall] | None"]
+
+_FOLLOW_UP = re.compile(r"^\s*(and|also|what about|how about|and what|what if|same for|is it|does it|"
+                        r"can i|how much|how long|and the|what's the|whats the)\b", re.I)
+MAX_EXTRACT_SENTENCES = 3
+
+
+class AnswerSkill:
+    name = "answer"
+
+    def __init__(self, settings: Settings, kb: KnowledgeBase, chat_model: Any, terms: Terms,
+                 loan_answerer: LoanAnswerer | None = None):
+        self.settings = settings
+        self.kb = kb
+        self.chat_model = chat_model
+        self.terms = terms
+        self.loan_answerer = loan_answerer
+        self.system_prompt = load_prompt(settings.prompts_dir, "answer_system.md")
+        self.user_prompt = load_prompt(settings.prompts_dir, "answer_user.md")
+        self.replies = load_replies(settings.prompts_dir)
+
+    def stream(self, turn: Turn) -> Iterator[Delta | Reply]:
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        query, products = resolve_query(turn.conversation, turn.message, self.terms)
+        timings["resolve"] = _ms(t)
+
+        if self.loan_answerer is not None:
+            tool_answer = self.loan_answerer(query)
+            if tool_answer is not None:
+                text, call = tool_answer
+                yield Reply(text=text, path="tool", tool_calls=[call], timings_ms=timings, meta=self._meta())
+                return
+
+        t = time.perf_counter()
+        try:
+            chunks = self.kb.retrieve(query, self.settings.retrieval_k, filters=product_filter(products))
+        except IndexMissing:
+            yield Reply(text=self.replies["index_missing"], path="no_answer", flags=["index_missing"])
+            return
+        timings["retrieve"] = _ms(t)
+
+        best = chunks[0] if chunks else None
+        if best is not None and best.type == "faq" and best.score >= self.settings.faq_threshold:
+            yield self._reply(faq_answer(best), "faq", [best], chunks, timings)
+        elif best is None or best.score < self.settings.answer_min_score:
+            yield self._reply(self.replies["no_answer"], "no_answer", [], chunks, timings)
+        else:
+            yield from self._generate(turn, query, chunks, timings)
+
+    def _generate(self, turn: Turn, query: str, chunks: list[Chunk],
+                  timings: dict[str, float]) -> Iterator[Delta | Reply]:
+        context = chunks[: self.settings.retrieval_k]
+        messages = self.build_messages(turn, context)
+        t = time.perf_counter()
+        text, tokens = "", 0
+        for piece in self.chat_model.stream(messages):
+            if piece.content:
+                if not text:
+                    timings["first_token"] = _ms(t)
+                text += piece.content
+                yield Delta(text=piece.content)
+            usage = getattr(piece, "usage_metadata", None)
+            if usage:
+                tokens = usage.get("output_tokens", tokens)
+        timings["generate"] = _ms(t)
+
+        t = time.perf_counter()
+        checked = verify_answer(text, [c.text for c in context])
+        timings["verify"] = _ms(t)
+        meta = {"dropped": [s for s, _ in checked.dropped], "raw_answer": text}
+        if checked.supported:
+            reply = self._reply(checked.text, "generated", cite(checked.text, context), chunks, timings, meta)
+        else:
+            reply = self._reply(extract_answer(context[0]), "extractive", [context[0]], chunks, timings, meta)
+        reply.tokens = tokens
+        yield reply
+
+    def build_messages(self, turn: Turn, context: list[Chunk]) -> list[Any]:
+        passages = "\n\n".join(f"[{i}] {c.title} - {c.section}\n{c.text}" for i, c in enumerate(context, 1))
+        earlier = turn.conversation.user_turns()[-2:]
+        history = (self.replies["history_intro"] + "\n" + "\n".join(f"- {q}" for q in earlier) + "\n") if earlier else ""
+        system = self.system_prompt.render(lender=self.terms.lender.name)
+        user = self.user_prompt.render(passages=passages, history=history, question=turn.message)
+        return [SystemMessage(content=system), HumanMessage(content=user)]
+
+    def _reply(self, text: str, path: str, cited: list[Chunk], retrieved: list[Chunk],
+               timings: dict[str, float], meta: dict[str, Any] | None = None) -> Reply:
+        return Reply(text=text, path=path, citations=[Citation.of(c) for c in cited], chunks=retrieved,
+                     timings_ms=timings, meta={**self._meta(), **(meta or {})})
+
+    def _meta(self) -> dict[str, Any]:
+        model = self.settings.llm_served_model if self.settings.llm_backend == "openai" else self.settings.llm_model
+        return {"model": f"{self.settings.llm_backend}:{model}",
+                "prompt_version": f"{self.system_prompt.version}/{self.user_prompt.version}"}
+
+
+def resolve_query(conversation: Conversation, message: str, terms: Terms) -> tuple[str, list[str]]:
+    """Make a follow-up stand alone: "and early repayment?" after a question about Meadow Cash
+    becomes "and early repayment? Meadow Cash". Returns the query and the products it is about."""
+    products = terms.products_mentioned(message)
+    if products:
+        return message, products
+    earlier = conversation.user_turns()
+    if not earlier:
+        return message, []
+    is_follow_up = bool(_FOLLOW_UP.match(message)) or len(message.split()) <= 6
+    if not is_follow_up:
+        return message, []
+    for previous in reversed(earlier[-3:]):
+        previous_products = terms.products_mentioned(previous)
+        if previous_products:
+            names = " ".join(terms.products[p].name for p in previous_products)
+            return f"{message} {names}", previous_products
+    return f"{message} {earlier[-1]}", []
+
+
+def product_filter(products: list[str]) -> dict[str, Any] | None:
+    # Documents about no single product (rules, general FAQs) always stay searchable.
+    return {"product": [*products, ""]} if products else None
+
+
+def faq_answer(chunk: Chunk) -> str:
+    _question, _, answer = chunk.text.partition("\n")
+    return answer.strip() or chunk.text
+
+
+def extract_answer(chunk: Chunk) -> str:
+    body = chunk.text.partition("\n")[2].strip() or chunk.text
+    return " ".join(sentences(body)[:MAX_EXTRACT_SENTENCES])
+
+
+def cite(answer: str, context: list[Chunk]) -> list[Chunk]:
+    """The passages that back the answer's figures; the best passage when it quotes none."""
+    needed = figures(answer)
+    if not needed:
+        return context[:1]
+    cited = [c for c in context if figures(c.text) & needed]
+    return cited or context[:1]
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 2)
