@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 RRF_K = 60  # reciprocal-rank-fusion constant (Cormack et al. 2009)
 _TOKEN = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*%?|[\u4e00-\u9fff]")
 _STOP = frozenset("a an the is are am do does did i my me you your we our of to for in on at and or "
-                  "it can how what when which who with be by if from this that there as".split())
+                  "it can how what when which who with be by if from this that there as s".split())
 
 
 class IndexMissing(RuntimeError):
@@ -67,10 +67,12 @@ class ChromaEmbedding:
     """Chroma embedding function over our sentence-transformers model: Chroma's own default
     would try to download a model, which fails offline."""
 
-    def __init__(self, embedder: Any):
+    def __init__(self, embedder: Any = None):
         self._embedder = embedder
 
     def __call__(self, input: list[str]) -> list[np.ndarray]:  # noqa: A002 (Chroma's name)
+        if self._embedder is None:
+            raise RuntimeError("no embedder: open the collection through KnowledgeBase")
         return list(self._embedder.encode(list(input), normalize_embeddings=True, convert_to_numpy=True))
 
     @staticmethod
@@ -85,7 +87,7 @@ class ChromaEmbedding:
 
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> "ChromaEmbedding":
-        raise NotImplementedError("pass the embedder explicitly")
+        return ChromaEmbedding()  # Chroma rebuilds it from stored config; we always pass ours
 
     def default_space(self) -> str:
         return "cosine"
