@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(2000, ge=10)
     max_turns: int = Field(100, ge=1)
     messages_per_minute: int = Field(20, ge=1)
+    injection_threshold: float = Field(0.8, ge=0.0, le=1.0, description="classifier probability that blocks a turn")
+    injection_classifier: bool = True
+    injection_train_file: Path = PROJECT_ROOT / "evals" / "datasets" / "injection_train.jsonl"
+    redact_llm_input: bool = Field(False, description="redact PII in what skills and the LLM see (always on "
+                                   "with llm_backend='openai': nothing personal goes to an external server)")
+    pii_allow: list[str] = Field(default_factory=list, description="e-mail addresses or domains that are not "
+                                 "personal (the lender's own address is allowed already)")
 
     # Scoring tool
     scoring_url: str | None = None

@@ -1,45 +1,185 @@
 """The guard: checks every message in and every reply out.
 
-This is the foundation's minimal guard (empty input, length, control characters); the
-privacy and safety rules extend `check_input` / `check_output` without changing their shape."""
+In: clean (empty, length, control characters) -> limits (per minute, conversation length) -> PII
+(found, redacted for logs; codes and passwords never reach a skill) -> prompt injection -> signals
+(self-harm, hardship, abuse, other customers' data, demands for approval).
+Out: the output policy (no promise before scoring, no internal score, no system prompt, no legal or
+tax advice beyond the knowledge base) -> PII in the reply masked ("card ending 1234"), and a reply
+holding someone else's data replaced. Every block is counted in metrics with its reason."""
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 
+from assistant import pii
 from assistant.config import Settings
+from assistant.injection import InjectionDetector
+from assistant.metrics import GuardMetrics
+from assistant.output_policy import OutputPolicy, load_policy, prompt_ngrams
+from assistant.prompts import load_replies
+from assistant.ratelimit import RateLimiter, guard_state
 from assistant.types import Conversation, GuardVerdict, Reply
 
+log = logging.getLogger(__name__)
+
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SLOT = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+_WORD = re.compile(r"[A-Za-z0-9']+|[\u4e00-\u9fff]")
+VULNERABLE_SIGNALS = ("self_harm", "hardship")
+GUARD_REPLIES = "guard_replies.yaml"
 
 
 class InputError(ValueError):
     """A message the assistant cannot take, with a message for the customer."""
 
+    def __init__(self, message: str, reason: str = "invalid_input"):
+        super().__init__(message)
+        self.reason = reason
+
 
 class Guard:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, metrics: GuardMetrics | None = None,
+                 limiter: RateLimiter | None = None):
         self.settings = settings
+        self.metrics = metrics or GuardMetrics()
+        self.limiter = limiter or RateLimiter(settings)
+        self.policy_file = load_policy(settings.knowledge_dir / "rules" / "guard_policy.yaml")
+        self.lender = _lender_details(settings)
+        self.allow = [*self.lender.pop("allow"), *settings.pii_allow]
+        self.replies = {k: v for k, v in load_replies(settings.prompts_dir, GUARD_REPLIES).items() if k != "version"}
+        self.policy = OutputPolicy(self.policy_file, {k: self.say(k) for k in self.replies},
+                                   prompt_ngrams(settings.prompts_dir))
+        self.injection = InjectionDetector(settings.injection_train_file if settings.injection_classifier else None,
+                                           settings.injection_threshold)
+
+    @property
+    def redact_pipeline_text(self) -> bool:
+        return self.settings.redact_llm_input or self.settings.llm_backend == "openai"
+
+    def say(self, name: str, **slots: object) -> str:
+        """A reply from prompts/guard_replies.yaml with its {{slots}} filled."""
+        values = {**self.lender, **slots}
+        text = self.replies.get(name) or self.replies["fallback"]
+        return _SLOT.sub(lambda m: str(values.get(m.group(1), m.group(0))), text).strip()
+
+    # --- in ------------------------------------------------------------------------------
 
     def clean(self, message: str) -> str:
         text = unicodedata.normalize("NFKC", message or "")
         text = _CONTROL.sub("", text).strip()
         if not text:
-            raise InputError("Please type a message.")
-        if len(text) > self.settings.max_message_chars:
-            raise InputError(
-                f"Your message is {len(text)} characters long; the limit is "
-                f"{self.settings.max_message_chars}. Please shorten it."
-            )
+            self.metrics.block("input", "empty")
+            raise InputError(self.say("empty"), "empty")
+        limit = self.settings.max_message_chars
+        if len(text) > limit:
+            self.metrics.block("input", "too_long")
+            raise InputError(self.say("too_long", length=len(text), limit=limit), "too_long")
         return text
 
     def redact(self, text: str) -> str:
-        return text
+        return pii.redact(text, self.allow)
 
     def check_input(self, conversation: Conversation, message: str) -> GuardVerdict:
         text = self.clean(message)
-        return GuardVerdict(allowed=True, text=text, redacted=self.redact(text))
+        matches = pii.find_pii(text, self.allow)
+        redacted = pii.replace_spans(text, matches, lambda m: pii.TOKENS[m.kind])
+        exceeded = self.limiter.check(conversation)
+        if exceeded is not None:
+            return self._blocked(exceeded.reason, redacted, [exceeded.reason], limit=exceeded.limit,
+                                 retry_after_s=int(exceeded.retry_after_s + 0.999))
+        self.limiter.record(conversation)
+        self._remember_own_pii(conversation, matches)
+        kinds = sorted({m.kind for m in matches})
+        self.metrics.found_pii("input", [m.kind for m in matches])
+        flags = [f"pii_{k}" for k in kinds]
+
+        signals = self.policy.input_signals(text)
+        vulnerable = [s for s in VULNERABLE_SIGNALS if s in signals]
+        if vulnerable:
+            flags += ["vulnerable", *vulnerable]
+
+        attack = self.injection.check(text)
+        policy_block = next((r for r in ("other_customer_request", "approval_demand") if r in signals), None)
+        if attack.flagged and (policy_block is None or attack.reasons != ["injection_classifier"]):
+            log.warning("prompt injection flagged (%s) in conversation %s", ", ".join(attack.reasons), conversation.id)
+            return self._blocked("prompt_injection", redacted, [*flags, "prompt_injection", *attack.reasons])
+        if policy_block:  # a plain request the guard answers itself, with its own polite reply
+            return self._blocked(policy_block, redacted, [*flags, policy_block])
+
+        notices = []
+        if "self_harm" in signals:
+            notices.append(self.say("self_harm_notice"))
+        if "abusive" in signals:
+            flags.append("abusive")
+            if not vulnerable and not _has_substance(text, signals["abusive"]):
+                return self._blocked("abusive", redacted, flags)
+            notices.append(self.say("abusive_notice"))
+        if any(m.kind in pii.SECRET_KINDS for m in matches):
+            flags.append("secret_shared")
+            notices.append(self.say("secret_notice"))
+        pipeline_text = redacted if self.redact_pipeline_text else pii.scrub_secrets(text, matches)
+        self.metrics.flag("input", flags)
+        return GuardVerdict(allowed=True, text=pipeline_text, redacted=redacted, flags=flags, notices=notices)
+
+    def _blocked(self, reason: str, redacted: str, flags: list[str], **slots: object) -> GuardVerdict:
+        self.metrics.block("input", reason)
+        self.metrics.flag("input", flags)
+        return GuardVerdict(allowed=False, text="", redacted=redacted, flags=list(dict.fromkeys(flags)),
+                            reply=self.say(reason, **slots))
+
+    def _remember_own_pii(self, conversation: Conversation, matches: list[pii.PiiMatch]) -> None:
+        """Masked handles ("card:card ending 1234") of what the customer told us, so a reply may echo
+        their own data but no one else's. Never the values themselves."""
+        keys = [m.key() for m in matches if m.kind not in pii.SECRET_KINDS]
+        if keys:
+            state = guard_state(conversation)
+            state["own_pii"] = sorted(set(state.get("own_pii", [])) | set(keys))
+
+    # --- out -----------------------------------------------------------------------------
 
     def check_output(self, conversation: Conversation, reply: Reply) -> Reply:
-        return reply
+        review = self.policy.review(reply)
+        text, flags = review.text, list(review.flags)
+        matches = pii.find_pii(text, self.allow)
+        own = set(guard_state(conversation).get("own_pii", []))
+        if any(m.kind not in pii.SECRET_KINDS and m.key() not in own for m in matches):
+            text, flags, review.whole = self.say("other_customer_data"), [*flags, "other_customer_data"], True
+        elif matches:
+            text = pii.mask(text, matches)
+            flags.append("pii_masked")
+        self.metrics.found_pii("output", [m.kind for m in matches])
+        for flag in flags:
+            if flag != "pii_masked":
+                self.metrics.block("output", flag)
+        if not flags:
+            return reply
+        update = {"text": text, "flags": sorted(set(reply.flags) | set(flags))}
+        if review.whole:
+            update |= {"path": "refused", "citations": [],
+                       "meta": {**reply.meta, "replaced_reply": self.redact(reply.text)}}
+        return reply.model_copy(update=update)
+
+
+def _has_substance(text: str, abuse: list[str]) -> bool:
+    """Is there a question or a request beside the insults? Then it deserves a real (calm) answer."""
+    rest = text
+    for phrase in abuse:
+        rest = rest.replace(phrase, " ")
+    return "?" in rest or "？" in rest or len(_WORD.findall(rest)) >= 6
+
+
+def _lender_details(settings: Settings) -> dict:
+    """Slots for the replies and the lender's own (non-personal) addresses, from terms.yaml."""
+    from assistant.terms import load_terms
+
+    try:
+        lender = load_terms(settings.terms_file).lender
+    except (OSError, ValueError) as exc:  # replies still work; the slots stay visible in tests
+        log.warning("guard: cannot read %s: %s", settings.terms_file, exc)
+        return {"allow": []}
+    extra = lender.model_extra or {}
+    emails = [str(v) for k, v in extra.items() if "email" in k]
+    return {"hotline": lender.hotline, "hotline_hours": extra.get("hotline_hours", ""), "lender": lender.name,
+            "allow": [*emails, *[e.partition("@")[2] for e in emails]]}
