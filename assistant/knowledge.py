@@ -59,6 +59,12 @@ def chunk_documents(doc: Document) -> list[Chunk]:
     return chunks
 
 
+def embedding_text(chunk: Chunk) -> str:
+    """An FAQ entry is found by its question (question-to-question similarity is what the FAQ
+    fast path's threshold measures); BM25 still sees the answer. Other chunks embed whole."""
+    return chunk.section if chunk.type == "faq" else chunk.text
+
+
 def document_hash(doc: Document) -> str:
     return hashlib.sha256(doc.path.read_bytes()).hexdigest()[:32]
 
@@ -170,7 +176,7 @@ class KnowledgeBase:
         chunks = chunk_documents(doc)
         if not chunks:
             return
-        embeddings = self.embedder.encode([c.text for c in chunks], normalize_embeddings=True,
+        embeddings = self.embedder.encode([embedding_text(c) for c in chunks], normalize_embeddings=True,
                                           convert_to_numpy=True, batch_size=64)
         self.collection.add(
             ids=[c.id for c in chunks], documents=[c.text for c in chunks], embeddings=embeddings,
