@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     # Scoring tool
     scoring_url: str | None = None
     scorecard_dir: Path = PROJECT_ROOT / "assistant" / "scoring" / "model"
+    scoring_data_dir: Path = Field(PROJECT_ROOT.parent / "shared" / "data", description="credit data sets")
+    scoring_timeout_s: float = Field(5.0, gt=0)
+    eligibility_product: str = Field("cash", description="product checked when the customer names none")
 
     # Router
     router_model: Path | None = None
