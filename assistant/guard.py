@@ -84,44 +84,59 @@ class Guard:
     def check_input(self, conversation: Conversation, message: str) -> GuardVerdict:
         text = self.clean(message)
         matches = pii.find_pii(text, self.allow)
-        redacted = pii.replace_spans(text, matches, lambda m: pii.TOKENS[m.kind])
+        redacted = _tokens(text, matches)
         exceeded = self.limiter.check(conversation)
         if exceeded is not None:
             return self._blocked(exceeded.reason, redacted, [exceeded.reason], limit=exceeded.limit,
                                  retry_after_s=int(exceeded.retry_after_s + 0.999))
         self.limiter.record(conversation)
         self._remember_own_pii(conversation, matches)
-        kinds = sorted({m.kind for m in matches})
         self.metrics.found_pii("input", [m.kind for m in matches])
-        flags = [f"pii_{k}" for k in kinds]
+        flags = [f"pii_{k}" for k in sorted({m.kind for m in matches})]
 
-        signals = self.policy.input_signals(text)
+        signals = self.policy.input_signals(redacted)  # "[PHONE]" marks a number the rules may refer to
         vulnerable = [s for s in VULNERABLE_SIGNALS if s in signals]
         if vulnerable:
             flags += ["vulnerable", *vulnerable]
+        # a customer in difficulty goes to the vulnerable-customer path, never to a refusal
+        policy_block = None if vulnerable else next(
+            (r for r in ("other_customer_request", "approval_demand") if r in signals), None)
 
         attack = self.injection.check(text)
-        policy_block = next((r for r in ("other_customer_request", "approval_demand") if r in signals), None)
-        if attack.flagged and (policy_block is None or attack.reasons != ["injection_classifier"]):
+        question = text
+        # the classifier alone does not outvote a clearer signal (abuse, hardship, a plain request)
+        classifier_only = attack.reasons == ["injection_classifier"]
+        if attack.flagged and not (classifier_only and (policy_block or signals)):
             log.warning("prompt injection flagged (%s) in conversation %s", ", ".join(attack.reasons), conversation.id)
-            return self._blocked("prompt_injection", redacted, [*flags, "prompt_injection", *attack.reasons])
-        if policy_block:  # a plain request the guard answers itself, with its own polite reply
+            flags += ["prompt_injection", *attack.reasons]
+            question = None if policy_block else self.injection.strip(text)
+            if question is None:
+                return self._blocked("prompt_injection", redacted, flags)
+            self.metrics.block("input", "prompt_injection_removed")  # answered without the injected part
+            flags.append("injection_removed")
+        elif policy_block:  # a plain request the guard answers itself, with its own polite reply
             return self._blocked(policy_block, redacted, [*flags, policy_block])
 
+        notices = self._notices(question, signals, matches, flags)
+        if "abusive" in flags and not vulnerable and not _has_substance(question, signals["abusive"]):
+            return self._blocked("abusive", redacted, flags)
+        kept = pii.find_pii(question, self.allow)
+        pipeline_text = _tokens(question, kept) if self.redact_pipeline_text else pii.scrub_secrets(question, kept)
+        self.metrics.flag("input", flags)
+        return GuardVerdict(allowed=True, text=pipeline_text, redacted=redacted, flags=flags, notices=notices)
+
+    def _notices(self, text: str, signals: dict, matches: list[pii.PiiMatch], flags: list[str]) -> list[str]:
+        """What the customer is told before the answer; adds the matching flags."""
         notices = []
         if "self_harm" in signals:
             notices.append(self.say("self_harm_notice"))
-        if "abusive" in signals:
-            flags.append("abusive")
-            if not vulnerable and not _has_substance(text, signals["abusive"]):
-                return self._blocked("abusive", redacted, flags)
+        if "abusive" in signals or _shouting(text):
+            flags.append("abusive" if "abusive" in signals else "shouting")
             notices.append(self.say("abusive_notice"))
         if any(m.kind in pii.SECRET_KINDS for m in matches):
             flags.append("secret_shared")
             notices.append(self.say("secret_notice"))
-        pipeline_text = redacted if self.redact_pipeline_text else pii.scrub_secrets(text, matches)
-        self.metrics.flag("input", flags)
-        return GuardVerdict(allowed=True, text=pipeline_text, redacted=redacted, flags=flags, notices=notices)
+        return notices
 
     def _blocked(self, reason: str, redacted: str, flags: list[str], **slots: object) -> GuardVerdict:
         self.metrics.block("input", reason)
@@ -160,6 +175,15 @@ class Guard:
             update |= {"path": "refused", "citations": [],
                        "meta": {**reply.meta, "replaced_reply": self.redact(reply.text)}}
         return reply.model_copy(update=update)
+
+
+def _tokens(text: str, matches: list[pii.PiiMatch]) -> str:
+    return pii.replace_spans(text, matches, lambda m: pii.TOKENS[m.kind])
+
+
+def _shouting(text: str) -> bool:
+    letters = [c for c in text if c.isascii() and c.isalpha()]
+    return len(letters) >= 15 and sum(c.isupper() for c in letters) >= 0.8 * len(letters)
 
 
 def _has_substance(text: str, abuse: list[str]) -> bool:

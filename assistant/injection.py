@@ -12,6 +12,7 @@ import binascii
 import json
 import re
 import unicodedata
+import urllib.parse
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -49,7 +50,11 @@ HEURISTICS: list[tuple[str, re.Pattern[str]]] = [
         r"\b(?:you are now|you're now|you are no longer|from now on,? you(?:'re| are| will| must| answer| respond)"
         r"|(?:^|[.!?:]\s*|please\s+|\byou\s+(?:will\s+|must\s+|should\s+|to\s+|now\s+|can\s+)?)act as\b"
         r"|(?:^|[.!?:]\s*|please\s+|\blet's\s+|\bnow\s+|\byou\s+(?:will\s+|must\s+|should\s+|to\s+|can\s+)?)"
-        r"pretend\b|role-?play(?:ing)? as|play the role of|imagine you are"
+        r"pretend\b|role-?play|play the role of|let's play a game|imagine (?:that |if )?(?:you|meadow|there (?:is|are|were)|a world)\b"
+        r"|\bin (?:this|an?|that) (?:imaginary|hypothetical|fictional|alternate|parallel) (?:world|universe|scenario)\b"
+        r"|\bhypothetically,? (?:you|if)\b"
+        r"|\b(?:write|tell|create|compose) (?:me )?(?:a |an )?(?:story|poem|novel|script|screenplay|dialogue|fiction|tale)"
+        r"\b[^.?!]{0,40}\b(?:AI|chatbot|assistant|bot|language model|Meadow)\b"
         r"|you will now (?:act|behave|respond) as|stop being (?:a|an|the|meadow's)\b"
         r"|you are (?:the|an?|my) [^.\n]{0,25}?(?:officer|approver|underwriter|banker|admin(?:istrator)?|employee"
         r"|staff member)\b)", _I | re.MULTILINE)),
@@ -61,7 +66,9 @@ HEURISTICS: list[tuple[str, re.Pattern[str]]] = [
         r"|\b(?:repeat|print|output) (?:everything|all|the text|the words) (?:above|before)\b"
         r"|\bwhat (?:were|are) you (?:told|instructed|programmed)\b|\bwere you (?:programmed|instructed|told|trained)\b"
         r"|\b(?:instructions|rules|prompt) (?:you were|you've been|you have been) given\b|\bdeveloper message\b"
-        r"|\b(?:not allowed|forbidden|prohibited|told not) to (?:say|tell|reveal|share)\b|\bcontext window\b", _I)),
+        r"|\b(?:not allowed|forbidden|prohibited|told not) to (?:say|tell|reveal|share)\b|\bcontext window\b"
+        r"|\b(?:sentence|line|word|paragraph|part|section|letter)s? of (?:your|the) (?:system |hidden |secret |internal "
+        r"|original |initial )*(?:instructions|prompt|guidelines|programming|configuration)\b", _I)),
     ("system_prompt", re.compile(r"(?:系统提示|提示词|系统指令|初始指令|你的指令|内部指令|你的设定|系统设定|原封不动"
                                  r"|被禁止(?:说|告诉)|不(?:能|允许)告诉我的)")),
     ("jailbreak", re.compile(
@@ -75,7 +82,9 @@ HEURISTICS: list[tuple[str, re.Pattern[str]]] = [
     ("fence_break", re.compile(
         r"(?:<\|(?:im_start|im_end|system|user|assistant|endoftext)\|>|\[/?INST\]|<</?SYS>>|^\s*#{2,}\s*(?:system|instruction)"
         r"|</?(?:system|passages?|question|context|instructions?|user|assistant)>|\bBEGIN (?:SYSTEM|NEW) (?:PROMPT|INSTRUCTIONS)"
-        r"|\bEND OF (?:USER )?(?:INPUT|PROMPT|CONTEXT)\b|^\s*(?:system|assistant)\s*:)", _I | re.MULTILINE)),
+        r"|\bEND OF (?:USER )?(?:INPUT|PROMPT|CONTEXT|MESSAGE|CONVERSATION)\b|^\s*\[?(?:system|assistant)\]?\s*:"
+        r"|\[/?(?:SYSTEM|ASSISTANT|USER|INST|DEVELOPER)\])", _I | re.MULTILINE)),
+    ("hidden_comment", re.compile(r"<!--|-->")),
     ("approver_override", re.compile(
         r"\b(?:(?:i am|i'm|speaking as|acting as|this is) (?:your|the) (?:system )?(?:admin|administrator|developer"
         r"|underwriter|loan officer|approver|supervisor|creator)\b|\bas your (?:creator|developer|admin|owner)\b"
@@ -87,11 +96,15 @@ HEURISTICS: list[tuple[str, re.Pattern[str]]] = [
     ("approver_override", re.compile(r"(?:管理员模式|直接(?:给我)?批准|强制通过|我是(?:你的)?(?:管理员|开发者|审批员))")),
     ("encoding_request", re.compile(
         r"\b(?:base64|rot13|rot-13|hex(?:adecimal)?[- ]encoded|decode (?:this|the following|and (?:run|follow|execute))"
-        r"|morse code|reverse(?:d)? (?:the )?text|leetspeak|first letter of each (?:word|line)|acrostic)\b"
+        r"|morse code|reversed? (?:this |the |that |following )?(?:text|string|words|message|letters|sentence)"
+        r"|(?:read|write|spell)(?: it| this)? backwards|leetspeak"
+        r"|first letter of each (?:word|line)|acrostic|url[- ]?(?:en|de)coded?)\b"
         r"|(?:解码|编码后的|base64)", _I)),
 ]
 
 _B64 = re.compile(r"(?<![A-Za-z0-9+/=])(?=[A-Za-z0-9+/]*[A-Za-z])(?=[A-Za-z0-9+/]*\d)[A-Za-z0-9+/]{20,}={0,2}")
+_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+_UNICODE_ESCAPE = re.compile(r"\\u([0-9A-Fa-f]{4})")
 _HEX = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}[ :]?){12,}(?![0-9A-Fa-f])")
 # Instructions aimed at the model inside a knowledge-base document (checked at ingest).
 _DOC_ONLY = [
@@ -127,6 +140,10 @@ def decoded_payloads(text: str) -> list[str]:
         except (binascii.Error, ValueError):
             continue
         found += [s for s in [_readable(raw)] if s]
+    if len(_PERCENT.findall(text)) >= 4:
+        found += [s for s in [_readable(urllib.parse.unquote_to_bytes(text))] if s]
+    if len(_UNICODE_ESCAPE.findall(text)) >= 3:
+        found.append(_UNICODE_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text))
     for m in _HEX.finditer(text):
         try:
             raw = bytes.fromhex(re.sub(r"[ :]", "", m.group(0)))
@@ -144,6 +161,10 @@ def _readable(raw: bytes) -> str | None:
     printable = sum(ch.isprintable() or ch.isspace() for ch in s)
     letters = sum(ch.isalpha() for ch in s)
     return s if len(s) >= 8 and printable == len(s) and letters >= len(s) * 0.5 else None
+
+
+# Forged turns, claimed authority and role-play taint the whole message: it is refused, not trimmed.
+TAINTING = frozenset({"fence_break", "approver_override", "role_play"})
 
 
 @dataclass
@@ -207,11 +228,38 @@ class InjectionDetector:
         for payload in decoded_payloads(text):
             hits += [("encoded_payload", payload[:80])]
             hits += [(f"encoded_{reason}", found) for reason, found in heuristic_hits(payload)]
+        hits += [(f"reversed_{reason}", found) for reason, found in heuristic_hits(text[::-1])
+                 if reason != "encoding_request"]
         score = self.probability(text)
         if score >= self.threshold:
             hits.append(("injection_classifier", f"p={score:.2f}"))
         reasons = sorted({r for r, _ in hits})
         return InjectionResult(bool(hits), round(score, 4), reasons, [e for _, e in hits])
+
+    def strip(self, text: str) -> str | None:
+        """The customer's real question with the injected sentences removed, or None when nothing
+        safe and meaningful is left ("What's the APR? Also ignore your rules" -> "What's the APR?")."""
+        if TAINTING & {r.removeprefix("encoded_").removeprefix("reversed_") for r in self.check(text).reasons}:
+            return None
+        kept = [seg for seg in split_segments(text) if not self.check(seg).flagged]
+        rest = " ".join(seg.strip() for seg in kept)
+        if not rest or rest == text.strip() or not asks_something(rest) or self.check(rest).flagged:
+            return None
+        return rest
+
+
+_SEGMENTS = re.compile(r"(<!--.*?-->|\n+|(?<=[.!?])\s+|(?<=[。！？]))", re.DOTALL)
+_ASKS = re.compile(r"[?？]|\b(?:what|how|when|where|why|which|who|can|could|is|are|do|does|will|would|should|tell me"
+                   r"|explain|show me|may i|i want|i need|i'd like|please)\b|吗|怎么|多少|什么|如何|能否|可以|请问", _I)
+
+
+def split_segments(text: str) -> list[str]:
+    """Sentences, lines and hidden comments: the units an injection is removed by."""
+    return [p for p in _SEGMENTS.split(text) if p and p.strip()]
+
+
+def asks_something(text: str) -> bool:
+    return bool(_ASKS.search(text)) and len(re.findall(r"\w+", text)) >= 3
 
 
 def find_instructions_in_document(text: str) -> list[str]:

@@ -115,11 +115,13 @@ _BARE_CODE_RE = re.compile(r"\b(?P<kw>codes?)\s*(?:is|was|:|=|-|：)?\s*[\"'“]
 _CODE_AFTER_RE = re.compile(
     r"(?<![\d])(?P<v>\d{4,8})(?!\d)\s*(?:is|was)\s+(?:my|the|your)\s+(?:\w+\s+)?(?:code|otp|pin)\b"
     r"|(?<![\d])(?P<v2>\d{4,8})(?!\d)\s*(?:是|为)?(?:我的)?(?:验证码|动态码|校验码)", _I)
-_NOT_SECRET_CODE = re.compile(r"\b(zip|postal|post|area|country|promo|promotion|product|error|reference|ref"
-                              r"|coupon|discount|branch|swift|bank|sort|tracking|invite|referral)\s*$", _I)
+_NOT_SECRET_CODE = re.compile(r"(?:\bu\.?s\.?|\b(?:zip|postal|post|area|country|promo|promotion|product|error|reference"
+                              r"|ref|coupon|discount|branch|swift|bank|sort|tracking|invite|referral|civil|penal|tax"
+                              r"|commercial|criminal|legal|labou?r|building|dress|source|qr|bar|country))[\s.-]*$", _I)
 
 _PASSWORD_RE = re.compile(
     r"(?:pass\s?word|passcode|pwd|pass\s?phrase)\s*(?:is|was|:|=|-|：)\s*(?:now\s+)?[\"'“‘]?(?P<v>[^\s\"'”’]{3,64})"
+    r"|(?:pass\s?word|passcode|pwd)\s+[\"'“‘]?(?P<v3>(?=[^\s\"'”’]*\d)[^\s\"'”’]{3,64})"  # "password meadow2024!"
     r"|(?:登录|支付|交易|取款|银行卡|查询|账户|账号)?密码\s*(?:是|为|:|：|=)?\s*[\"'“‘]?"
     r"(?P<v2>[A-Za-z0-9!@#$%^&*._+\-=?~]{3,64})", _I)
 _NOT_A_PASSWORD = frozenset(
@@ -141,12 +143,13 @@ def _spans(regex: re.Pattern[str], text: str, kind: str, ok: Callable[[str], boo
 
 
 def _password_ok(value: str) -> bool:
-    return value.rstrip(".,;!?").lower() not in _NOT_A_PASSWORD
+    # "[PASSWORD]" is our own token: redacting twice changes nothing
+    return value.rstrip(".,;!?").lower() not in _NOT_A_PASSWORD and not value.startswith("[")
 
 
 def _passwords(text: str) -> Iterator[PiiMatch]:
     # a trailing full stop is kept in the span: over-redacting one character is harmless
-    yield from _spans(_PASSWORD_RE, text, "password", _password_ok, ("v", "v2"))
+    yield from _spans(_PASSWORD_RE, text, "password", _password_ok, ("v", "v2", "v3"))
 
 
 def _codes(text: str) -> Iterator[PiiMatch]:
