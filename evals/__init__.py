@@ -1,0 +1,1 @@
+"""The eval suite: `python -m evals` (or `assistant eval`). See docs/evals.md."""
