@@ -183,6 +183,16 @@ def llm_serve(port: int = typer.Option(8000), host: str = typer.Option("127.0.0.
     os.execve(python, command, vllm_env())
 
 
+@app.command("eval", add_help_option=False,
+             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def eval_command(ctx: typer.Context) -> None:
+    """Run the eval suites and write an HTML report (same options as `python -m evals`; --help lists them)."""
+    import subprocess
+
+    # A module name, not an import: the library keeps no dependency on evals/.
+    raise typer.Exit(subprocess.call([sys.executable, "-m", "evals", *ctx.args]))
+
+
 def main() -> None:
     app()
 
