@@ -81,7 +81,10 @@ def batch_file(scorer: Scorer, source: Path, target: Path, progress: bool = True
     started = time.perf_counter()
     results = score_records(scorer, records, progress)
     seconds = time.perf_counter() - started
-    scored = pd.concat([frame.reset_index(drop=True), pd.DataFrame(results)], axis=1)
+    results_frame = pd.DataFrame(results)
+    if "score" in results_frame:
+        results_frame["score"] = results_frame["score"].astype("Int64")  # whole points, blank when none
+    scored = pd.concat([frame.reset_index(drop=True), results_frame], axis=1)
     Path(target).parent.mkdir(parents=True, exist_ok=True)
     scored.to_csv(target, index=False)
     counts = scored["decision"].replace("", "invalid").value_counts().to_dict()

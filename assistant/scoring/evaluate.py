@@ -67,13 +67,16 @@ def compare(spec: DatasetSpec, data_path: Path, extra: Path | None = None,
             result: TrainResult | None = None) -> dict[str, Any]:
     """Train the three models on the spec's training split; report each on the held-out split
     (and on `extra`, a file in the same format, such as a test set kept elsewhere)."""
+    extra_part = None
+    if extra is not None:  # read it first: a bad file fails before any training
+        frame = read_frame(spec, extra)
+        extra_part = (Path(extra).name, (frame, target_of(spec, frame)))
     result = result or train(spec, data_path)
     split = result.split
     fitted = fit_baselines(spec, split.train[spec.columns], split.y_train)
     parts = {"held-out": (split.test, split.y_test)}
-    if extra is not None:
-        frame = read_frame(spec, extra)
-        parts[Path(extra).name] = (frame, target_of(spec, frame))
+    if extra_part is not None:
+        parts[extra_part[0]] = extra_part[1]
     rows = []
     for part, (x, y) in parts.items():
         found = {"scorecard": scorecard_metrics(result.model, x, y),
