@@ -183,6 +183,23 @@ def llm_serve(port: int = typer.Option(8000), host: str = typer.Option("127.0.0.
     os.execve(python, command, vllm_env())
 
 
+@app.command()
+def serve(host: Optional[str] = typer.Option(None, help="default: ASSISTANT_HOST (127.0.0.1)"),
+          port: Optional[int] = typer.Option(None, help="default: ASSISTANT_PORT (7860)"),
+          workers: Optional[int] = typer.Option(None, help="uvicorn worker processes (default: ASSISTANT_WEB_WORKERS)")
+          ) -> None:
+    """Start the web app: chat page /chat, staff pages /staff, API docs /docs, widget /widget.js."""
+    import uvicorn
+
+    settings = load_settings()
+    host, port = host or settings.host, port or settings.port
+    err.print(f"serving on http://{host}:{port}/  (chat /chat/, staff /staff/, API /docs)")
+    # An import string, not an import: the library keeps no dependency on the web package.
+    uvicorn.run("serve.app:create_app", factory=True, host=host, port=port,
+                workers=workers or settings.web_workers, log_config=None, access_log=False,
+                timeout_graceful_shutdown=10)
+
+
 @app.command("eval", add_help_option=False,
              context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def eval_command(ctx: typer.Context) -> None:

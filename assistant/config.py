@@ -92,6 +92,15 @@ class Settings(BaseSettings):
     port: int = 7860
     staff_api_keys: list[SecretStr] = Field(default_factory=list)
     allowed_origins: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:7860", "http://localhost:7860"])
+    session_secret: SecretStr | None = Field(None, description="signs customer session tokens; set the same "
+                                             "value on every replica (default: a file in data_dir)")
+    web_turn_slots: int = Field(4, ge=1, description="turns (LLM calls) running at once, per worker")
+    web_turn_queue: int = Field(32, ge=0, description="turns waiting for a slot; more get 503 + Retry-After")
+    web_queue_timeout_s: float = Field(30.0, gt=0, description="longest wait for a slot before 503")
+    web_requests_per_minute: int = Field(30, ge=1, description="per customer (or client IP) on customer endpoints")
+    web_sessions_per_minute: int = Field(60, ge=1, description="new chat sessions per client IP")
+    web_max_body_bytes: int = Field(65536, ge=1024, description="largest request body on /api and /v1")
+    web_workers: int = Field(1, ge=1)
 
     @property
     def chroma_dir(self) -> Path:

@@ -1,0 +1,126 @@
+"""One customer turn for every channel (REST, OpenAI-compatible, Gradio, widget): load the
+customer's conversation, run the assistant off the event loop under the turn gate, save."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import AsyncIterator, Iterator
+
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+
+from assistant.pipeline import Assistant
+from assistant.types import Conversation, Delta, Reply, utcnow
+from serve.conversations import ConversationStoreLike
+from serve.limits import TurnGate
+from serve.logging import trace_id_var
+from serve.metrics import WebMetrics
+
+log = logging.getLogger("serve.chat")
+
+
+class NotFound(LookupError):
+    """No such conversation or reply for this customer (whether it exists for another is not said)."""
+
+
+@dataclass
+class Session:
+    customer_id: str
+    customer_token: str
+    conversation_id: str
+
+
+class ChatService:
+    def __init__(self, assistant: Assistant, store: ConversationStoreLike, gate: TurnGate, metrics: WebMetrics):
+        self.assistant = assistant
+        self.store = store
+        self.gate = gate
+        self.metrics = metrics
+
+    # --- conversations ------------------------------------------------------------------------
+
+    def new_conversation(self, customer_id: str) -> Conversation:
+        conversation = Conversation(customer_id=customer_id)
+        self.store.save(conversation)
+        return conversation
+
+    def conversation(self, customer_id: str, conversation_id: str | None) -> Conversation:
+        """The customer's conversation, a new one when no id is given; NotFound otherwise."""
+        if not conversation_id:
+            return self.new_conversation(customer_id)
+        conversation = self.store.load(conversation_id, customer_id)
+        if conversation is None:
+            raise NotFound("conversation not found")
+        return conversation
+
+    # --- turns --------------------------------------------------------------------------------
+
+    async def reply(self, conversation: Conversation, message: str, channel: str, persist: bool = True) -> Reply:
+        lease = await self.gate.acquire()
+        try:
+            return await run_in_threadpool(self._reply_sync, conversation, message, channel, persist)
+        finally:
+            lease.release()
+
+    async def stream(self, conversation: Conversation, message: str, channel: str,
+                     persist: bool = True) -> AsyncIterator[Delta | Reply]:
+        """Acquire the slot now (Busy is raised here, before any response starts), then stream."""
+        lease = await self.gate.acquire()
+        return self._stream_events(lease, conversation, message, channel, persist)
+
+    async def _stream_events(self, lease, conversation: Conversation, message: str, channel: str,
+                             persist: bool) -> AsyncIterator[Delta | Reply]:
+        try:
+            async for event in iterate_in_threadpool(self._events_sync(conversation, message, channel, persist)):
+                yield event
+        finally:
+            lease.release()
+
+    def _reply_sync(self, conversation: Conversation, message: str, channel: str, persist: bool) -> Reply:
+        reply: Reply | None = None
+        for event in self._events_sync(conversation, message, channel, persist):
+            if isinstance(event, Reply):
+                reply = event
+        assert reply is not None
+        return reply
+
+    def _events_sync(self, conversation: Conversation, message: str, channel: str,
+                     persist: bool) -> Iterator[Delta | Reply]:
+        self.metrics.turns_active.inc()
+        try:
+            for event in self.assistant.stream(conversation, message):
+                if isinstance(event, Reply):
+                    trace_id_var.set(event.trace_id)
+                    if persist:
+                        self.store.save(conversation)
+                    self._observe(event, conversation, channel)
+                yield event
+        finally:
+            self.metrics.turns_active.dec()
+
+    def _observe(self, reply: Reply, conversation: Conversation, channel: str) -> None:
+        self.metrics.observe_reply(reply, channel)
+        said = next((m.content for m in reversed(conversation.messages) if m.role == "user"), "")
+        log.info("turn", extra={
+            "trace_id": reply.trace_id, "said": said[:300], "conversation_id": conversation.id, "channel": channel,
+            "path": reply.path, "intent": reply.route.intent if reply.route else None,
+            "citations": [c.chunk_id for c in reply.citations], "flags": reply.flags,
+            "ticket": (reply.ticket or {}).get("id"), "timings_ms": reply.timings_ms, "tokens": reply.tokens,
+        })
+
+    # --- feedback -----------------------------------------------------------------------------
+
+    def feedback(self, customer_id: str, conversation_id: str, trace_id: str, rating: str,
+                 comment: str = "") -> None:
+        """Store a thumbs up/down on one reply, in the conversation itself (so it is scoped the same)."""
+        conversation = self.store.load(conversation_id, customer_id)
+        if conversation is None:
+            raise NotFound("conversation not found")
+        for message in conversation.messages:
+            if message.role == "assistant" and message.meta.get("trace_id") == trace_id:
+                message.meta["feedback"] = {"rating": rating, "comment": comment, "at": utcnow().isoformat()}
+                self.store.save(conversation)
+                self.metrics.feedback.labels(rating=rating).inc()
+                log.info("feedback", extra={"trace_id": trace_id, "rating": rating})
+                return
+        raise NotFound("reply not found in this conversation")

@@ -1,0 +1,93 @@
+"""The parts each feature issue adds (scoring tool, tickets, marketing studio, compliance
+checker), built on first use. A part whose module is not installed is None, and its
+endpoints answer 404 "feature not available" (nothing else breaks)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable
+
+from assistant.config import Settings
+from assistant.pipeline import Assistant
+
+log = logging.getLogger("serve.features")
+
+
+class FeatureMissing(LookupError):
+    def __init__(self, name: str):
+        super().__init__(f"{name} is not available in this installation")
+        self.name = name
+
+
+class Features:
+    def __init__(self, settings: Settings, assistant: Assistant):
+        self.settings = settings
+        self.assistant = assistant
+        self._built: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def build(cls, settings: Settings, assistant: Assistant) -> "Features":
+        return cls(settings, assistant)
+
+    def get(self, name: str) -> Any:
+        """The named part, or FeatureMissing."""
+        with self._lock:
+            if name not in self._built:
+                self._built[name] = _BUILDERS[name](self)
+        part = self._built[name]
+        if part is None:
+            raise FeatureMissing(name)
+        return part
+
+    def available(self, name: str) -> bool:
+        try:
+            self.get(name)
+        except FeatureMissing:
+            return False
+        return True
+
+    def _terms(self):
+        from assistant.terms import load_terms
+
+        return load_terms(self.settings.terms_file)
+
+
+def _scoring(f: Features) -> Any:
+    try:
+        from assistant.scoring.client import make_scoring_client
+    except ImportError:
+        return None
+    return make_scoring_client(f.settings)
+
+
+def _compliance(f: Features) -> Any:
+    try:
+        from assistant.compliance import ComplianceChecker, rules_path
+    except ImportError:
+        return None
+    return ComplianceChecker.from_files(rules_path(f.settings), f._terms())
+
+
+def _studio(f: Features) -> Any:
+    try:
+        from assistant.marketing import MarketingStudio
+    except ImportError:
+        return None
+    build = getattr(MarketingStudio, "from_settings", None)
+    return build(f.settings) if build else MarketingStudio(f.settings)
+
+
+def _tickets(f: Features) -> Any:
+    try:
+        from assistant.tickets import TicketStore
+    except ImportError:
+        return None
+    build = getattr(TicketStore, "from_settings", None)
+    return build(f.settings) if build else TicketStore(f.settings)
+
+
+_BUILDERS: dict[str, Callable[[Features], Any]] = {
+    "scoring": _scoring, "compliance": _compliance, "marketing": _studio, "tickets": _tickets,
+}
