@@ -153,11 +153,13 @@ def sms_capacity(segments: int, encoding: str) -> int:
 
 
 def render_fields(fields: dict[str, str], channel: str) -> str:
-    """Copy as one plain text: labelled lines first ("Subject: ..."), then the body."""
-    spec = channel_spec(channel)
-    lines = [f"{f.label}: {fields[f.name]}" for f in spec.fields if f.label and fields.get(f.name)]
-    body = fields.get("body", "")
-    return "\n".join(lines) + ("\n\n" if lines and body else "") + body
+    """Copy as one plain text, fields in the channel's order: "Subject: ..." lines, the body as is."""
+    blocks = []
+    for spec in channel_spec(channel).fields:
+        value = fields.get(spec.name, "")
+        if value:
+            blocks.append(f"{spec.label}: {value}" if spec.label else value)
+    return "\n\n".join(blocks)
 
 
 def parse_fields(text: str, channel: str | None) -> dict[str, str]:

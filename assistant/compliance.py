@@ -293,7 +293,7 @@ class ComplianceChecker:
                 continue
             if rule.channels is not None and channel not in rule.channels:
                 continue
-            findings += getattr(self, f"_check_{rule.kind}")(rule, text, ctx)
+            findings += self.check_rule(rule, text, ctx)
         findings.sort(key=lambda f: (f.span.start if f.span else -1, f.rule_id))
         metrics = measure_fields(parse_fields(text, channel), channel) if channel else []
         return ComplianceReport(
@@ -323,8 +323,8 @@ class ComplianceChecker:
         t = self.pack.templates
         cost = t.cost_fee if product.origination_fee_pct else t.cost_none
         values = self._slot_values(product) | {"origination_fee": normalise_number(product.origination_fee_pct)}
-        values["cost"] = _fill(_pick(cost, language), values)
-        return _fill(_pick(t.disclosure, language), values)
+        values["cost"] = fill_slots(_pick(cost, language), values)
+        return fill_slots(_pick(t.disclosure, language), values)
 
     def fix_insert_text(self, rule: Rule, ctx: CheckContext) -> str:
         """What an `insert` fix adds; "" when it cannot be known (no product, no channel)."""
@@ -335,7 +335,11 @@ class ComplianceChecker:
         if ("product_name" in needed and ctx.product is None) or ("opt_out" in needed and not ctx.channel):
             return ""
         opt_out = CHANNELS[ctx.channel].opt_out.get(ctx.language, "") if ctx.channel else ""
-        return _fill(template, self._slot_values(ctx.product) | {"opt_out": opt_out})
+        return fill_slots(template, self._slot_values(ctx.product) | {"opt_out": opt_out})
+
+    def check_rule(self, rule: Rule, text: str, ctx: CheckContext) -> list[Finding]:
+        """One rule's findings (no channel or scope filtering: the caller chose the rule)."""
+        return getattr(self, f"_check_{rule.kind}")(rule, text, ctx)
 
     # rule kinds ----------------------------------------------------------------------------------
 
@@ -476,6 +480,7 @@ def apply_fixes(checker: ComplianceChecker, text: str, report: ComplianceReport,
     replacements: list[tuple[int, int, str]] = []
     removals: list[Span] = []
     inserts: list[tuple[str, str]] = []  # (position, text)
+    disclosure_inserts: list[tuple[str, str]] = []
     for finding in report.findings:
         rule = checker.pack.rule(finding.rule_id)
         action = rule.fix.action
@@ -491,6 +496,10 @@ def apply_fixes(checker: ComplianceChecker, text: str, report: ComplianceReport,
             insert = checker.fix_insert_text(rule, ctx)
             if insert and (rule.fix.position, insert) not in inserts:
                 inserts.append((rule.fix.position, insert))
+                if action == "insert_disclosure":
+                    disclosure_inserts.append((rule.fix.position, insert))
+    # the disclosure goes before other lines added at the end (the opt-out line closes the copy)
+    inserts.sort(key=lambda item: (item[0] == "end", item not in disclosure_inserts))
     for start, end, new in sorted(replacements, reverse=True):
         text = text[:start] + new + text[end:]
     text = remove_clauses(text, [s for s in removals if not any(r[0] <= s.start < r[1] for r in replacements)])
@@ -511,6 +520,8 @@ def insert_texts(text: str, inserts: list[tuple[str, str]], channel: str | None,
     for position, insert in inserts:
         if position == "start":
             body = insert + body if insert.endswith((" ", "】")) else f"{insert} {body}"
+        elif "\n" in body.strip():  # a multi-line body (e-mail): its own line
+            body = body.rstrip() + "\n" + insert
         else:
             body = _join_sentences(body, insert, language)
     fields["body"] = tidy(body)
@@ -544,7 +555,7 @@ def product_names(product: ProductTerms) -> list[str]:
 
 
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)|[。！？\n]")
-_CLAUSE_END = re.compile(r"[.!?;,](?=\s|$)|[。！？；，、\n]|\s[-|]\s|[｜|]")
+_CLAUSE_END = re.compile(r"[.!?;,:](?=\s|$)|[。！？；，、：\n]|\s[-|]\s|[｜|]")
 
 
 def sentence_bounds(text: str, start: int, end: int) -> tuple[int, int]:
@@ -591,7 +602,8 @@ def _as_regex(name: str, value: Any) -> str:
     return r"\s+".join(re.escape(w) for w in text.split())
 
 
-def _fill(template: str, values: dict[str, Any]) -> str:
+def fill_slots(template: str, values: dict[str, Any]) -> str:
+    """Replace {{name}} with values[name] (the first item of a list)."""
     def one(m: re.Match) -> str:
         value = values.get(m.group(1), "")
         return value[0] if isinstance(value, list) else str(value)

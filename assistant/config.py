@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     faq_threshold: float = Field(0.80, ge=0.0, le=1.0)
     answer_min_score: float = Field(0.45, ge=0.0, le=1.0)
 
+    # Marketing studio (assistant/marketing.py, assistant/compliance.py)
+    compliance_rules: Path | None = Field(None, description="rule pack; default knowledge_dir/rules/compliance.yaml")
+    marketing_max_revisions: int = Field(3, ge=0, le=10)
+    marketing_writer: Literal["auto", "template", "free"] = Field(
+        "auto", description="template: the model writes a hook, code adds figures; free: the model writes it all; "
+                            "auto: free with the openai backend, template with the embedded model")
+
     # Store
     database_url: str | None = None
 

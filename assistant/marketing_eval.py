@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from assistant.compliance import ComplianceChecker
+from assistant.marketing import jaccard
 
 DIVERSITY_THRESHOLD = 0.8  # two variants with token Jaccard below this count as different
-_TOKENS = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*%?|[\u4e00-\u9fff]{1,2}", re.IGNORECASE)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -126,21 +126,6 @@ def evaluate_drafts(briefs: Iterable[Any], studio: Any) -> dict[str, Any]:
         },
         "per_brief": per_brief,
     }
-
-
-def tokens(text: str) -> set[str]:
-    """Word tokens; Chinese as character bigrams (and single characters at the edges)."""
-    found: set[str] = set()
-    for token in _TOKENS.findall(text.lower()):
-        found.add(token)
-    cjk = "".join(re.findall(r"[\u4e00-\u9fff]", text))
-    found |= {cjk[i:i + 2] for i in range(len(cjk) - 1)}
-    return found
-
-
-def jaccard(a: str, b: str) -> float:
-    ta, tb = tokens(a), tokens(b)
-    return len(ta & tb) / len(ta | tb) if ta | tb else 1.0
 
 
 def distinct_count(texts: list[str]) -> int:
