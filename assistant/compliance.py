@@ -488,8 +488,10 @@ def apply_fixes(checker: ComplianceChecker, text: str, report: ComplianceReport,
             removals.append(finding.span)
         elif action == "replace_nearest" and finding.span:
             nearest = re.search(r"\(use ([\d.]+)\)$", finding.fix)
-            if nearest and re.fullmatch(NUMBER, finding.span.text.strip()):
-                replacements.append((finding.span.start, finding.span.end, _same_style(finding.span.text, nearest.group(1))))
+            core = finding.span.text.strip()
+            if nearest and re.fullmatch(NUMBER, core):
+                new = finding.span.text.replace(core, _same_style(core, nearest.group(1)))
+                replacements.append((finding.span.start, finding.span.end, new))
             else:
                 removals.append(finding.span)
         elif action in ("insert", "insert_disclosure"):
@@ -520,12 +522,26 @@ def insert_texts(text: str, inserts: list[tuple[str, str]], channel: str | None,
     for position, insert in inserts:
         if position == "start":
             body = insert + body if insert.endswith((" ", "】")) else f"{insert} {body}"
-        elif "\n" in body.strip():  # a multi-line body (e-mail): its own line
-            body = body.rstrip() + "\n" + insert
         else:
-            body = _join_sentences(body, insert, language)
+            body = _insert_at_end(body, insert, channel, language)
     fields["body"] = tidy(body)
     return render_fields(fields, channel) if channel else fields["body"]
+
+
+def _insert_at_end(body: str, insert: str, channel: str | None, language: str) -> str:
+    """At the end, but before the channel's opt-out line when the copy already closes with it."""
+    opt_out = CHANNELS[channel].opt_out.get(language, "") if channel else ""
+    stripped = body.rstrip().rstrip(".。")
+    if opt_out and stripped.endswith(opt_out.rstrip(".。")) and insert != opt_out:
+        head = stripped[: len(stripped) - len(opt_out.rstrip(".。"))]
+        return _insert_at_end(head, insert, None, language).rstrip() + _gap(head, language) + opt_out
+    if "\n" in body.strip():  # a multi-line body (e-mail): its own line
+        return body.rstrip() + "\n" + insert
+    return _join_sentences(body, insert, language)
+
+
+def _gap(head: str, language: str) -> str:
+    return "\n" if head.rstrip(" ").endswith("\n") or "\n" in head.strip() else ("" if language == "zh" else " ")
 
 
 def _join_sentences(body: str, insert: str, language: str) -> str:
@@ -554,8 +570,10 @@ def product_names(product: ProductTerms) -> list[str]:
     return list(dict.fromkeys([product.name, " ".join(words[:2])]))
 
 
-_SENTENCE_END = re.compile(r"[.!?](?=\s|$)|[。！？\n]")
-_CLAUSE_END = re.compile(r"[.!?;,:](?=\s|$)|[。！？；，、：\n]|\s[-|]\s|[｜|]")
+# ASCII punctuation ends a sentence before a space or a Chinese character (full-width forms are
+# mapped to ASCII before matching); "9.9" and "1,000" do not.
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$|[\u4e00-\u9fff])|[。！？\n]")
+_CLAUSE_END = re.compile(r"[.!?;,:](?=\s|$|[\u4e00-\u9fff])|[。！？；，、：\n]|\s[-|]\s|[｜|]")
 
 
 def sentence_bounds(text: str, start: int, end: int) -> tuple[int, int]:
