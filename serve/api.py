@@ -7,7 +7,7 @@ import html
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Literal
 
 import yaml
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
@@ -16,6 +16,7 @@ from markdown_it import MarkdownIt
 from starlette.concurrency import run_in_threadpool
 
 from assistant.config import PROJECT_ROOT
+from assistant.marketing import Brief
 from assistant.types import Conversation, Delta, Reply
 from serve.auth import Caller
 from serve.deps import customer_caller, services, staff_caller
@@ -225,6 +226,29 @@ def compliance_check(body: ComplianceRequest, _: Caller = Depends(staff_caller),
     except (KeyError, ValueError) as exc:
         raise HTTPException(422, str(exc).strip("'\"")) from exc
     return JSONResponse(report.model_dump(mode="json"))
+
+
+@router.post("/api/marketing/drafts", responses=ERRORS, tags=["marketing"])
+async def marketing_drafts(brief: Brief, export: Literal["json", "markdown", "csv"] = Query("json"),
+                           _: Caller = Depends(staff_caller), s: Services = Depends(services)) -> Response:
+    """Draft copy variants for a brief, each checked against the compliance rules (staff).
+    `export=markdown|csv` returns the review file instead of JSON."""
+    from assistant.marketing import BriefError, to_csv, to_markdown
+
+    studio = s.features.get("marketing")
+    lease = await s.gate.acquire()  # drafting uses the LLM: same bound as chat turns
+    try:
+        drafts = await run_in_threadpool(studio.draft, brief)
+    except BriefError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    finally:
+        lease.release()
+    if export == "markdown":
+        return Response(to_markdown(drafts), media_type="text/markdown; charset=utf-8")
+    if export == "csv":
+        return Response(to_csv(drafts), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="drafts.csv"'})
+    return JSONResponse(drafts.model_dump(mode="json"))
 
 
 @router.get("/api/qa/report", response_class=HTMLResponse, responses=ERRORS, tags=["qa"])

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from assistant.pipeline import Assistant
 from assistant.types import Conversation, Delta, Reply, utcnow
 from serve.conversations import ConversationStoreLike
+from serve.forms import form_hint
 from serve.limits import TurnGate
 from serve.logging import trace_id_var
 from serve.metrics import WebMetrics
@@ -31,11 +32,13 @@ class Session:
 
 
 class ChatService:
-    def __init__(self, assistant: Assistant, store: ConversationStoreLike, gate: TurnGate, metrics: WebMetrics):
+    def __init__(self, assistant: Assistant, store: ConversationStoreLike, gate: TurnGate, metrics: WebMetrics,
+                 form_fields: Callable[[], list[Any]] = list):
         self.assistant = assistant
         self.store = store
         self.gate = gate
         self.metrics = metrics
+        self.form_fields = form_fields  # the scorecard's applicant fields, for the form's quick replies
 
     # --- conversations ------------------------------------------------------------------------
 
@@ -91,6 +94,7 @@ class ChatService:
             for event in self.assistant.stream(conversation, message):
                 if isinstance(event, Reply):
                     trace_id_var.set(event.trace_id)
+                    event.meta["form"] = form_hint(event, self.form_fields)
                     if persist:
                         self.store.save(conversation)
                     self._observe(event, conversation, channel)

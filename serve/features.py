@@ -25,7 +25,7 @@ class Features:
         self.settings = settings
         self.assistant = assistant
         self._built: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a builder may ask for another part
 
     @classmethod
     def build(cls, settings: Settings, assistant: Assistant) -> "Features":
@@ -47,6 +47,14 @@ class Features:
         except FeatureMissing:
             return False
         return True
+
+    def form_fields(self) -> list[Any]:
+        """The scorecard's applicant fields (empty without the scoring tool)."""
+        if not self.available("scoring"):
+            return []
+        if "fields" not in self._built:
+            self._built["fields"] = self.get("scoring").info().fields
+        return self._built["fields"]
 
     def _terms(self):
         from assistant.terms import load_terms
@@ -75,8 +83,9 @@ def _studio(f: Features) -> Any:
         from assistant.marketing import MarketingStudio
     except ImportError:
         return None
-    build = getattr(MarketingStudio, "from_settings", None)
-    return build(f.settings) if build else MarketingStudio(f.settings)
+    answer = f.assistant.skills["answer"]  # the same model and index the chat uses
+    return MarketingStudio(f.settings, answer.chat_model, answer.kb.retrieve, terms=f._terms(),
+                           checker=f.get("compliance"))
 
 
 def _tickets(f: Features) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Callable
 
@@ -14,7 +15,8 @@ def check_all(s: Services) -> dict[str, Any]:
     checks = {"llm": _timed(lambda: _llm(s)), "chroma": _timed(lambda: _chroma(s)),
               "store": _timed(lambda: _store(s))}
     ok = all(c["ok"] for c in checks.values())
-    return {"status": "ok" if ok else "unavailable", "checks": checks, "turns": s.gate.snapshot()}
+    return {"status": "ok" if ok else "unavailable", "checks": checks, "turns": s.gate.snapshot(),
+            "worker": os.getpid()}
 
 
 def _timed(check: Callable[[], dict[str, Any]]) -> dict[str, Any]:

@@ -67,7 +67,8 @@ class ReplyOut(BaseModel):
     citations: list[CitationOut] = Field(default_factory=list)
     ticket: dict[str, Any] | None = None
     tool_calls: list[dict[str, Any]] = Field(default_factory=list)
-    form: dict[str, Any] | None = Field(None, description="the eligibility form's next field, when one is asked")
+    form: dict[str, Any] | None = Field(None, description="the eligibility form's open question: stage, field, "
+                                        "label, kind, unit and choices (for quick-reply buttons)")
     trace_id: str
     conversation_id: str = ""
     flags: list[str] = Field(default_factory=list)

@@ -41,12 +41,13 @@ class Services:
         conversations = make_conversation_store(settings)
         gate = TurnGate(settings.web_turn_slots, settings.web_turn_queue, settings.web_queue_timeout_s)
         metrics = WebMetrics()
+        features = Features.build(settings, assistant)
         return cls(
             settings=settings, assistant=assistant, conversations=conversations,
-            chat=ChatService(assistant, conversations, gate, metrics),
+            chat=ChatService(assistant, conversations, gate, metrics, form_fields=lambda: features.form_fields()),
             staff=StaffAuth(settings.staff_api_keys), tokens=CustomerTokens(session_secret(settings)),
             limiter=ClientRateLimiter(settings.web_requests_per_minute), gate=gate, metrics=metrics,
-            features=Features.build(settings, assistant),
+            features=features,
         )
 
     @property

@@ -4,7 +4,6 @@ behind a login whose password is a staff API key). Both call the same services a
 from __future__ import annotations
 
 import html
-import json
 import logging
 import tempfile
 from datetime import datetime, timezone
@@ -49,6 +48,7 @@ def build_customer_ui(s: Services) -> gr.Blocks:
         chatbot = gr.Chatbot(elem_id="meadow-chat", label="Conversation", height=460, render_markdown=True,
                              feedback_options=("Like", "Dislike"), buttons=["copy"], autoscroll=True)
         ticket = gr.Markdown(visible=False, elem_id="ticket", elem_classes=["ticket-card"])
+        quick = gr.Radio([], label="Quick reply", visible=False, elem_id="quick-replies")
         with gr.Row(equal_height=True):
             message = gr.Textbox(placeholder="Type your question…", show_label=False, scale=5, lines=1,
                                  max_lines=4, elem_id="message", max_length=s.settings.max_message_chars)
@@ -71,12 +71,18 @@ def build_customer_ui(s: Services) -> gr.Blocks:
             async for update in chat_turn(s, HANDOFF_MESSAGE, history, state, request):
                 yield update
 
-        outputs = [chatbot, message, session, ticket]
+        async def quick_reply(choice: str | None, history: list, state: dict | None,
+                              request: gr.Request | None = None):
+            async for update in chat_turn(s, choice or "", history, state, request):
+                yield update
+
+        outputs = [chatbot, message, session, ticket, quick]
         send.click(respond, [message, chatbot, session], outputs, api_visibility="private")
         message.submit(respond, [message, chatbot, session], outputs, api_visibility="private")
         for button in suggestion_buttons:
             button.click(respond_fixed, [button, chatbot, session], outputs, api_visibility="private")
         person.click(talk_to_person, [chatbot, session], outputs, api_visibility="private")
+        quick.input(quick_reply, [quick, chatbot, session], outputs, api_visibility="private")
         def on_like(state: dict | None, data: gr.LikeData) -> None:
             record_feedback(s, state, data)
 
@@ -85,33 +91,33 @@ def build_customer_ui(s: Services) -> gr.Blocks:
 
 
 async def chat_turn(s: Services, text: str, history: list | None, state: dict | None, request: Any = None):
-    """One turn for the chat page: yields (history, textbox, state, ticket) updates while streaming."""
+    """One turn for the chat page: yields (history, textbox, state, ticket, quick replies) while streaming."""
     history = list(history or [])
     text = (text or "").strip()
     if not text:
-        yield history, gr.update(), state, gr.update()
+        yield history, gr.update(), state, gr.update(), gr.update()
         return
     if state is None:
         session = await run_in_threadpool(open_session, s)
         state = {"customer_id": session.customer_id, "conversation_id": session.conversation_id, "traces": {}}
     history += [{"role": "user", "content": text}, {"role": "assistant", "content": "…"}]
-    yield history, "", state, gr.update()
+    yield history, "", state, gr.update(), gr.update(visible=False, value=None)
     try:
         s.limiter.hit(state["customer_id"])
         conversation = await run_in_threadpool(s.chat.conversation, state["customer_id"], state["conversation_id"])
         events = await s.chat.stream(conversation, text, channel="web")
     except RateLimited as exc:
         history[-1]["content"] = f"You're sending messages quickly. Please wait {exc.retry_after_s} s and try again."
-        yield history, gr.update(), state, gr.update()
+        yield history, gr.update(), state, gr.update(), gr.update()
         return
     except Busy as exc:
         history[-1]["content"] = f"We're very busy right now. Please try again in {exc.retry_after_s} s."
-        yield history, gr.update(), state, gr.update()
+        yield history, gr.update(), state, gr.update(), gr.update()
         return
     except NotFound:
         state = None
         history[-1]["content"] = "Your session has expired. Please send your message again."
-        yield history, gr.update(), state, gr.update()
+        yield history, gr.update(), state, gr.update(), gr.update()
         return
     draft = ""
     try:
@@ -119,15 +125,22 @@ async def chat_turn(s: Services, text: str, history: list | None, state: dict | 
             if isinstance(event, Delta):
                 draft += event.text
                 history[-1]["content"] = draft
-                yield history, gr.update(), state, gr.update()
+                yield history, gr.update(), state, gr.update(), gr.update()
             elif isinstance(event, Reply):
                 history[-1]["content"] = render_reply(event)
                 state["traces"][str(len(history) - 1)] = event.trace_id
-                yield history, gr.update(), state, ticket_update(event)
+                yield history, gr.update(), state, ticket_update(event), quick_update(event)
     except Exception:
         log.exception("chat page turn failed")
         history[-1]["content"] = "Sorry, something went wrong on our side. Please try again."
-        yield history, gr.update(), state, gr.update()
+        yield history, gr.update(), state, gr.update(), gr.update()
+
+
+def quick_update(reply: Reply):
+    form = reply.meta.get("form") or {}
+    if not form.get("choices"):
+        return gr.update(visible=False, choices=[], value=None)
+    return gr.update(visible=True, choices=list(form["choices"]), value=None, label=form.get("label") or "Quick reply")
 
 
 def render_reply(reply: Reply) -> str:
@@ -221,31 +234,36 @@ def build_staff_ui(s: Services) -> gr.Blocks:
 def marketing_tab(s: Services) -> None:
     terms = s.features._terms()
     products = list(terms.products)
-    channels = ["sms", "push", "email", "banner", "social"]
     with gr.Row():
         product = gr.Dropdown(products, value=products[0] if products else None, label="Product")
-        channel = gr.Dropdown(channels, value="sms", label="Channel")
+        channel = gr.Dropdown(["sms", "push", "email", "banner", "social"], value="sms", label="Channel")
+        language = gr.Dropdown(["en", "zh"], value="en", label="Language")
         variants = gr.Slider(1, 5, value=3, step=1, label="Variants")
-    audience = gr.Textbox(label="Audience", placeholder="e.g. existing customers with a good repayment record")
-    goal = gr.Textbox(label="Message / goal", lines=2, placeholder="e.g. remind them they can repay early at no fee")
+    with gr.Row():
+        audience = gr.Textbox(label="Audience", value="existing customers", max_length=120)
+        goal = gr.Textbox(label="Goal", value="acquisition", max_length=200)
+        tone = gr.Textbox(label="Tone", value="friendly", max_length=60)
+    notes = gr.Textbox(label="Notes for the writer", lines=2, max_length=500)
     draft_button = gr.Button("Draft variants", variant="primary")
     drafts_html = gr.HTML()
-    export_file = gr.File(label="Export", interactive=False)
-    gr.Markdown("#### Check copy")
+    export_files = gr.File(label="Export (JSON, CSV, Markdown)", file_count="multiple", interactive=False)
+    gr.Markdown("#### Check existing copy")
     copy_text = gr.Textbox(label="Copy", lines=4)
     check_button = gr.Button("Check compliance")
     check_html = gr.HTML()
 
-    def draft(product_key, channel_name, n, audience_text, goal_text):
+    def draft(product_key, channel_name, lang, n, audience_text, goal_text, tone_text, notes_text):
+        from assistant.marketing import Brief, BriefError, export_draft_set
+        from pydantic import ValidationError
+
         try:
-            studio = s.features.get("marketing")
-        except LookupError as exc:
-            return f"<p>{html.escape(str(exc))}</p>", None
-        brief = {"product": product_key, "channel": channel_name, "variants": int(n),
-                 "audience": audience_text, "goal": goal_text}
-        result = studio.draft(_make_brief(brief))
-        payload = _dump(result)
-        return drafts_to_html(payload), export(payload)
+            brief = Brief(product=product_key, channel=channel_name, language=lang, variants=int(n),
+                          audience=audience_text, goal=goal_text, tone=tone_text, notes=notes_text or "")
+            drafts = s.features.get("marketing").draft(brief)
+        except (BriefError, ValidationError, LookupError) as exc:
+            return f"<p class='error'>{html.escape(str(exc))}</p>", None
+        paths = export_draft_set(drafts, Path(tempfile.mkdtemp(prefix="meadow-drafts-")))
+        return drafts_to_html(drafts.model_dump(mode="json")), [str(p) for p in paths.values()]
 
     def check(text, product_key, channel_name):
         if not (text or "").strip():
@@ -256,29 +274,9 @@ def marketing_tab(s: Services) -> None:
             return f"<p>{html.escape(str(exc))}</p>"
         return report_to_html(text, report.model_dump(mode="json"))
 
-    draft_button.click(draft, [product, channel, variants, audience, goal], [drafts_html, export_file],
-                       api_visibility="private")
+    draft_button.click(draft, [product, channel, language, variants, audience, goal, tone, notes],
+                       [drafts_html, export_files], api_visibility="private")
     check_button.click(check, [copy_text, product, channel], [check_html], api_visibility="private")
-
-
-def _make_brief(fields: dict[str, Any]) -> Any:
-    try:
-        from assistant.marketing import Brief
-    except ImportError:
-        return fields
-    known = {k: v for k, v in fields.items() if k in getattr(Brief, "model_fields", fields)}
-    return Brief(**known)
-
-
-def _dump(value: Any) -> Any:
-    return value.model_dump(mode="json") if hasattr(value, "model_dump") else value
-
-
-def export(payload: Any) -> str:
-    folder = Path(tempfile.mkdtemp(prefix="meadow-drafts-"))
-    path = folder / "drafts.json"
-    path.write_text(json.dumps(payload, ensure_ascii=False, indent=2), encoding="utf-8")
-    return str(path)
 
 
 def highlight(text: str, findings: list[dict[str, Any]]) -> str:
@@ -307,13 +305,13 @@ def report_to_html(text: str, report: dict[str, Any]) -> str:
             f"(rules {html.escape(str(report.get('rules_version', '')))})</p><ul>{rows}</ul></div>")
 
 
-def drafts_to_html(payload: Any) -> str:
-    drafts = payload.get("drafts") or payload.get("variants") or [] if isinstance(payload, dict) else payload
-    parts = []
-    for i, d in enumerate(drafts or [], 1):
-        text = d.get("text") or d.get("copy") or ""
-        report = d.get("report") or d.get("compliance") or {"findings": [], "passed": True}
-        parts.append(f"<h4>Variant {i}</h4>" + report_to_html(text, report))
+def drafts_to_html(drafts: dict[str, Any]) -> str:
+    """Each variant with its compliance findings highlighted in the text."""
+    parts = [f"<p class='warning'>⚠ {html.escape(w)}</p>" for w in drafts.get("warnings", [])]
+    for v in drafts.get("variants", []):
+        parts.append(f"<h4>{v.get('rank', '')}. {html.escape(v.get('angle', ''))} "
+                     f"<small>({html.escape(v.get('id', ''))}, revisions {v.get('revisions', 0)})</small></h4>")
+        parts.append(report_to_html(v.get("text", ""), v.get("report") or {}))
     return "".join(parts) or "<p>No drafts.</p>"
 
 

@@ -104,10 +104,11 @@ class Server:
 
 
 @contextlib.contextmanager
-def running_server(data_dir: Path, workers: int = 1, **settings: object) -> Iterator[Server]:
+def running_server(data_dir: Path, workers: int = 1, extra_env: dict[str, str] | None = None,
+                   **settings: object) -> Iterator[Server]:
     """`assistant serve` on a free loopback port, until the block ends."""
     port = free_port()
-    env = base_env(data_dir, **settings)
+    env = {**base_env(data_dir, **settings), **(extra_env or {})}
     log_path = data_dir.parent / f"server-{port}.log"
     command = [sys.executable, "-m", "assistant.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
                "--workers", str(workers)]

@@ -56,7 +56,7 @@
     ".rate{margin-top:4px;display:flex;gap:4px}.rate button{border:1px solid #ccd;background:#fff;border-radius:8px;",
     "font-size:12px;padding:1px 6px}.rate button[aria-pressed=true]{background:var(--c);color:var(--on)}",
     ".chips{display:flex;flex-wrap:wrap;gap:6px;padding:0 12px 8px}",
-    ".chips button{border:1px solid var(--c);color:var(--c);background:transparent;border-radius:999px;",
+    ".choices{padding:6px 0 0}.chips button{border:1px solid var(--c);color:var(--c);background:transparent;border-radius:999px;",
     "padding:3px 10px;font-size:12px}",
     "form{display:flex;gap:6px;padding:10px;border-top:1px solid #e4e7eb}",
     "textarea{flex:1;resize:none;font:inherit;font-size:14px;padding:8px;border:1px solid #cbd2d9;border-radius:10px;",
@@ -273,6 +273,15 @@
         var due = reply.ticket.deadline || reply.ticket.due_at || reply.ticket.sla_deadline;
         var line = t.ticket + " " + id + (due ? " — " + t.replyBy + " " + new Date(due).toLocaleString(this.lang) : "");
         node.appendChild(el("div", { class: "ticket" }, line));
+      }
+      if (reply.form && reply.form.choices && reply.form.choices.length) {  // the eligibility form's options
+        var self = this, choices = el("div", { class: "chips choices" });
+        reply.form.choices.forEach(function (choice) {
+          var b = el("button", { type: "button" }, choice);
+          b.addEventListener("click", function () { choices.remove(); self.send(choice); });
+          choices.appendChild(b);
+        });
+        node.appendChild(choices);
       }
       this.addRating(node, reply.trace_id);
     }

@@ -1,0 +1,188 @@
+"""Bounded load test on loopback: N concurrent customers for D seconds asking FAQ-type questions
+(and some filing complaints), against a running app or one this script starts.
+
+    python scripts/loadtest.py                       # starts `assistant serve` on a free port
+    python scripts/loadtest.py --url http://127.0.0.1:7860 --customers 50 --duration 60
+
+Reports throughput, p50/p95/p99 latency (all turns and FAQ-path turns), status counts, 5xx other
+than deliberate 503s, and lost tickets (filed with 201 but not listed afterwards); writes
+bench/load.json. A benchmark, not a CI test: the numbers depend on the machine."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+QUESTIONS = [
+    "What is the APR of Meadow Cash?", "How much is the late fee?", "Who can apply for a Meadow loan?",
+    "Is there an early repayment fee?", "What is the cooling-off period?", "Is there an annual fee?",
+    "How do I make a complaint to Meadow?", "Can I make a partial early repayment?",
+    "What is the APR of Meadow Flex?", "How long does it take to get a decision?",
+]
+COMPLAINT = "I was charged a late fee although I paid on time. Please refund it."
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"n": len(values), "p50": percentile(values, 0.50), "p95": percentile(values, 0.95),
+            "p99": percentile(values, 0.99), "max": round(max(values), 1) if values else 0.0,
+            "mean": round(statistics.fmean(values), 1) if values else 0.0}
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.latency_ms: list[float] = []
+        self.faq_latency_ms: list[float] = []
+        self.statuses: Counter[int] = Counter()
+        self.paths: Counter[str] = Counter()
+        self.errors: list[str] = []
+        self.tickets: list[tuple[str, str]] = []  # (customer token, ticket id)
+
+
+async def customer(client: httpx.AsyncClient, stop_at: float, stats: Stats, think_s: tuple[float, float],
+                   complaint_share: float, rng: random.Random) -> None:
+    try:
+        session = (await client.post("/api/sessions")).json()
+    except Exception as exc:  # counted, the run goes on
+        stats.errors.append(f"session: {exc!r}")
+        return
+    headers = {"Authorization": f"Bearer {session['customer_token']}"}
+    while time.monotonic() < stop_at:
+        complaint = rng.random() < complaint_share
+        started = time.perf_counter()
+        try:
+            if complaint:
+                response = await client.post("/api/complaints", headers=headers, json={
+                    "text": COMPLAINT, "conversation_id": session["conversation_id"]})
+            else:
+                response = await client.post("/api/chat", headers=headers, json={
+                    "message": rng.choice(QUESTIONS), "conversation_id": session["conversation_id"]})
+        except httpx.HTTPError as exc:
+            stats.errors.append(repr(exc))
+            continue
+        elapsed = (time.perf_counter() - started) * 1000
+        stats.statuses[response.status_code] += 1
+        if response.status_code == 200 and not complaint:
+            path = response.json()["reply"]["path"]
+            stats.paths[path] += 1
+            stats.latency_ms.append(elapsed)
+            if path == "faq":
+                stats.faq_latency_ms.append(elapsed)
+        elif response.status_code == 201 and complaint:
+            stats.tickets.append((session["customer_token"], response.json()["id"]))
+        elif response.status_code in (429, 503):
+            await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+        await asyncio.sleep(rng.uniform(*think_s))
+
+
+async def lost_tickets(client: httpx.AsyncClient, filed: list[tuple[str, str]]) -> int:
+    lost = 0
+    for token, ticket_id in filed:
+        response = await client.get(f"/api/tickets/{ticket_id}", headers={"Authorization": f"Bearer {token}"})
+        lost += response.status_code != 200
+    return lost
+
+
+async def run(url: str, customers: int, duration: float, think_s: tuple[float, float], complaint_share: float,
+              seed: int) -> dict:
+    stats = Stats()
+    limits = httpx.Limits(max_connections=customers + 10, max_keepalive_connections=customers + 10)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        health = (await client.get("/healthz")).json()
+        stop_at = time.monotonic() + duration
+        started = time.perf_counter()
+        await asyncio.gather(*[customer(client, stop_at, stats, think_s, complaint_share, random.Random(seed + i))
+                               for i in range(customers)])
+        wall = time.perf_counter() - started
+        lost = await lost_tickets(client, stats.tickets)
+    requests = sum(stats.statuses.values())
+    return {
+        "url": url, "customers": customers, "duration_s": duration, "wall_s": round(wall, 1),
+        "think_s": list(think_s), "complaint_share": complaint_share,
+        "requests": requests, "throughput_rps": round(requests / wall, 2),
+        "latency_ms": summary(stats.latency_ms), "faq_latency_ms": summary(stats.faq_latency_ms),
+        "statuses": {str(k): v for k, v in sorted(stats.statuses.items())},
+        "errors_5xx": sum(v for k, v in stats.statuses.items() if k >= 500 and k != 503),
+        "busy_503": stats.statuses.get(503, 0), "rate_limited_429": stats.statuses.get(429, 0),
+        "transport_errors": len(stats.errors), "paths": dict(stats.paths),
+        "tickets_filed": len(stats.tickets), "tickets_lost": lost,
+        "server": {"llm": health["checks"]["llm"].get("backend"), "turns": health.get("turns")},
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+    }
+
+
+def start_server(port: int, workers: int) -> subprocess.Popen:
+    env = {**os.environ, "ASSISTANT_WEB_REQUESTS_PER_MINUTE": os.environ.get("ASSISTANT_WEB_REQUESTS_PER_MINUTE",
+                                                                            "600"),
+           "ASSISTANT_WEB_SESSIONS_PER_MINUTE": os.environ.get("ASSISTANT_WEB_SESSIONS_PER_MINUTE", "10000")}
+    process = subprocess.Popen([sys.executable, "-m", "assistant.cli", "serve", "--host", "127.0.0.1",
+                                "--port", str(port), "--workers", str(workers)], cwd=REPO, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None:
+            raise SystemExit("the server exited: run `assistant ingest` first, then `assistant serve` to see why")
+        time.sleep(0.5)
+    process.terminate()
+    raise SystemExit("the server did not become healthy in 300 s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", help="a running app; default: start `assistant serve` on a free loopback port")
+    parser.add_argument("--customers", type=int, default=50)
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds")
+    parser.add_argument("--think", type=float, nargs=2, default=(1.0, 3.0), metavar=("MIN", "MAX"),
+                        help="seconds a customer waits between messages")
+    parser.add_argument("--complaints", type=float, default=0.05, help="share of requests that file a complaint")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers when this script starts the app")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "load.json")
+    args = parser.parse_args()
+
+    process = None
+    url = args.url
+    if url is None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        process = start_server(port, args.workers)
+        url = f"http://127.0.0.1:{port}"
+    try:
+        result = asyncio.run(run(url, args.customers, args.duration, tuple(args.think), args.complaints, args.seed))
+    finally:
+        if process is not None:
+            os.killpg(process.pid, 15)
+            process.wait(timeout=30)
+    result["workers"] = args.workers if process is not None else None
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

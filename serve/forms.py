@@ -1,0 +1,33 @@
+"""What the eligibility form is asking right now, for quick-reply buttons on the chat page and in
+the widget. The eligibility skill keeps the form's state in the conversation and says which field
+it asks (`reply.meta["eligibility"]`); the scorecard's field list says whether it has choices."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from assistant.types import Reply
+
+YES_NO = ["yes", "no"]
+
+
+def form_hint(reply: Reply, fields: Callable[[], list[Any]]) -> dict[str, Any] | None:
+    """{"stage", "field", "label", "kind", "unit", "choices"} or None when no form is open."""
+    state = reply.meta.get("eligibility")
+    if not isinstance(state, dict) or state.get("stage") in (None, "done", "cancelled", "no_consent"):
+        return None
+    hint: dict[str, Any] = {"stage": state["stage"], "field": None, "label": "", "kind": "text", "unit": "",
+                            "choices": []}
+    if state["stage"] == "consent":
+        return {**hint, "kind": "choice", "choices": YES_NO}
+    asking = state.get("asking")
+    if not asking:
+        return hint
+    try:
+        info = next((f for f in fields() if f.name == asking), None)
+    except Exception:  # the scoring tool is optional for a hint
+        info = None
+    if info is None:
+        return {**hint, "field": asking}
+    choices = list(info.choices or []) if info.kind == "choice" else YES_NO if info.kind == "bool" else []
+    return {**hint, "field": asking, "label": info.label, "kind": info.kind, "unit": info.unit, "choices": choices}

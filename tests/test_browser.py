@@ -1,0 +1,144 @@
+"""The pages in a real browser: headless Chromium (Debian's `chromium` + `chromium-driver`) driven by
+Selenium, against `assistant serve` on a loopback port with the real model and index.
+
+- the chat page, at phone width: ask a question, watch the answer stream in, see a citation link
+  and open the cited passage;
+- the demo host page: open the widget (a web component, not an iframe), ask, get a streamed answer
+  with a citation, styled by the host page's colour."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest_web import prepared_data_dir, running_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path(shutil.which("chromedriver") or "/usr/bin/chromedriver")
+
+pytestmark = [
+    pytest.mark.slow, pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists() or not CHROMEDRIVER.exists(),
+                       reason="needs Debian's chromium and chromium-driver: apt-get install -y chromium chromium-driver"),
+]
+selenium = pytest.importorskip("selenium", reason="pip install selenium (the test extra)")
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+FAQ_QUESTION = "What is the APR of Meadow Cash?"
+# Not an FAQ question: the model writes the answer, so there are deltas to stream.
+GENERATED_QUESTION = "Tell me about the Meadow Flex credit line"
+PHONE = (390, 844)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, model_cache):
+    data = prepared_data_dir(tmp_path_factory, model_cache, "browser")
+    with running_server(data, web_requests_per_minute=100) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not try to download a driver
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-extensions", f"--user-data-dir={profile}", "--window-size=1280,900"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(120)
+    yield driver
+    driver.quit()
+
+
+RECORD_CHANGES = """
+window.__texts = [];
+const seen = () => {
+  const bots = document.querySelectorAll('#meadow-chat [data-testid="bot"]');
+  const last = bots[bots.length - 1];
+  if (last) { const t = last.innerText; if (window.__texts[window.__texts.length - 1] !== t) window.__texts.push(t); }
+};
+new MutationObserver(seen).observe(document.querySelector('#meadow-chat'),
+  {subtree: true, childList: true, characterData: true});
+"""
+
+
+def phone_width(browser, on: bool) -> None:
+    """Headless Chromium's window is at least 500 px wide: emulate a phone's viewport instead."""
+    if on:
+        browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+            "width": PHONE[0], "height": PHONE[1], "deviceScaleFactor": 1, "mobile": True})
+    else:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def test_chat_page_streams_an_answer_with_a_citation_at_phone_width(browser, server):
+    phone_width(browser, True)
+    browser.get(server.url + "/chat/")
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= PHONE[0]
+    wait = WebDriverWait(browser, 60)
+    box = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#message textarea"))
+    send = browser.find_element(By.CSS_SELECTOR, "#send")
+    assert send.rect["x"] + send.rect["width"] <= PHONE[0] + 1  # everything fits a phone's width
+    browser.execute_script(RECORD_CHANGES)
+    box.send_keys(GENERATED_QUESTION)
+    send.click()
+    link = WebDriverWait(browser, 240).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, '#meadow-chat a[href*="/kb/chunks/"]'))[0]
+    texts = browser.execute_script("return window.__texts")
+    assert len(texts) >= 3, texts  # the placeholder, partial text as it streamed, the final answer
+    assert "Sources" in texts[-1]
+    href = link.get_attribute("href")
+    assert "flex" in href.lower()
+
+    browser.get(href)
+    passage = browser.find_element(By.CSS_SELECTOR, "article.passage")
+    assert "Flex" in passage.text
+
+
+def test_suggested_question_answered_on_the_chat_page(browser, server):
+    browser.get(server.url + "/chat/")
+    wait = WebDriverWait(browser, 60)
+    button = wait.until(lambda d: next(b for b in d.find_elements(By.CSS_SELECTOR, ".suggestion, button")
+                                       if b.text.strip() == FAQ_QUESTION))
+    button.click()
+    wait.until(lambda d: "9.9%" in d.find_element(By.CSS_SELECTOR, "#meadow-chat").text)
+    assert browser.find_elements(By.CSS_SELECTOR, '#meadow-chat a[href*="/kb/chunks/"]')
+
+
+def test_widget_on_the_demo_host_page(browser, server):
+    phone_width(browser, False)
+    browser.get(server.url + "/demo")
+    host = WebDriverWait(browser, 30).until(lambda d: d.find_element(By.CSS_SELECTOR, "meadow-chat"))
+    assert not browser.find_elements(By.TAG_NAME, "iframe")
+    root = host.shadow_root
+    bubble = root.find_element(By.CSS_SELECTOR, ".bubble")
+    assert bubble.value_of_css_property("background-color") == "rgba(123, 44, 191, 1)"  # the host's colour
+    bubble.click()
+    panel = root.find_element(By.CSS_SELECTOR, ".panel")
+    assert panel.is_displayed()
+    assert "installments" in root.find_element(By.CSS_SELECTOR, ".log").text  # the data-greeting
+
+    box = root.find_element(By.CSS_SELECTOR, "textarea")
+    box.send_keys(FAQ_QUESTION)
+    root.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    citation = WebDriverWait(browser, 120).until(lambda d: host.shadow_root.find_elements(By.CSS_SELECTOR,
+                                                                                            "a.citation"))[0]
+    assert citation.get_attribute("href").startswith(server.url + "/kb/chunks/")
+    replies = root.find_elements(By.CSS_SELECTOR, ".msg.bot")
+    assert "9.9%" in replies[-1].text
+    root.find_elements(By.CSS_SELECTOR, ".rate button")[0].click()  # thumbs up, stored server-side
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and '"rating": "up"' not in server.log():
+        time.sleep(0.2)
+    assert '"rating": "up"' in server.log()
