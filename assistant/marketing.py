@@ -223,7 +223,8 @@ class MarketingStudio:
         product = self.validate_brief(brief)
         warnings: list[str] = []
         chunks = self._retrieve(brief, product, warnings)
-        candidates = [self._variant(brief, product, chunks, i) for i in range(_candidate_count(brief.variants))]
+        count = _candidate_count(brief.variants, with_model=self.chat_model is not None)
+        candidates = [self._variant(brief, product, chunks, i) for i in range(count)]
         ranked = rank_variants(candidates, brief.variants)
         return DraftSet(
             brief=brief, product=product.key, writer=self.writer, variants=ranked,
@@ -261,10 +262,11 @@ class MarketingStudio:
     def _variant(self, brief: Brief, product: ProductTerms, chunks: list[Chunk], index: int) -> Variant:
         angle, hook, alt = self._angle(product, brief.language, index, _title_limit(brief.channel))
         notes = _notes(chunks)
-        wording, source = self._wording(brief, product, angle, notes, hook)
-        if self.writer == "free" and self.chat_model is not None:
-            text = self._free_text(brief, product, angle, notes) or self.assemble(brief, product, hook, wording, alt)
+        free = self._free_text(brief, product, angle, notes) if self.writer == "free" and self.chat_model else None
+        if free:
+            text, wording, source = free, "", "llm"
         else:
+            wording, source = self._wording(brief, product, angle, notes, hook)
             text = self.assemble(brief, product, hook, wording, alt)
         report = self.check_draft_text(text, brief)
         history = [Revision(attempt=0, strategy="draft", passed=report.passed, rule_ids=report.rule_ids)]
@@ -317,9 +319,9 @@ class MarketingStudio:
         findings = "\n".join(f"- {f.rule_id}: {f.message} Fix: {f.fix}" for f in report.findings)
         prompt = load_prompt(self.settings.prompts_dir, "marketing_revise.md").render(
             product_name=product.name, findings=findings, copy=text, max_chars=300)
-        raw = self._ask(brief, prompt)
+        raw = self._ask(brief, prompt).strip()
         if self.writer == "free":
-            return raw.strip() or None
+            return render_fields(parse_fields(raw, brief.channel), brief.channel) if raw else None
         return self.sanitize(raw, brief, product) or None
 
     def _free_text(self, brief: Brief, product: ProductTerms, angle: Angle, notes: str) -> str | None:
@@ -635,8 +637,9 @@ def _title_limit(channel: str) -> int | None:
     return titles[0] if titles else None
 
 
-def _candidate_count(wanted: int) -> int:
-    return wanted + min(2, wanted)  # a few spare candidates, so ranking can choose
+def _candidate_count(wanted: int, with_model: bool) -> int:
+    """Spare candidates let ranking choose; each costs a model call, so one spare with a model."""
+    return wanted + (1 if with_model else min(2, wanted))
 
 
 def _term_values(product: ProductTerms) -> dict[str, str]:
