@@ -93,7 +93,7 @@ def evaluate_drafts(briefs: Iterable[Any], studio: Any) -> dict[str, Any]:
     """Draft every brief; re-check every variant with a fresh call; measure diversity."""
     from assistant.marketing import Brief
 
-    variants = passing = marked_right = marked_passing_but_failing = 0
+    variants = passing = marked_right = marked_passing_but_failing = model_wording = 0
     pair_count = diverse_pairs = 0
     jaccards: list[float] = []
     per_brief = []
@@ -107,6 +107,7 @@ def evaluate_drafts(briefs: Iterable[Any], studio: Any) -> dict[str, Any]:
             passing += variant.passed
             marked_right += variant.passed == recheck.passed
             marked_passing_but_failing += variant.passed and not recheck.passed
+            model_wording += variant.wording == "llm"
         sims = [jaccard(a, b) for a, b in itertools.combinations(texts, 2)]
         jaccards += sims
         pair_count += len(sims)
@@ -119,6 +120,7 @@ def evaluate_drafts(briefs: Iterable[Any], studio: Any) -> dict[str, Any]:
         "share_passing": passing / variants if variants else 0.0,
         "share_marked_correctly": marked_right / variants if variants else 0.0,
         "marked_passing_but_failing": marked_passing_but_failing,
+        "share_model_wording": model_wording / variants if variants else 0.0,
         "diversity": {
             "pairs": pair_count, "share_pairs_distinct": diverse_pairs / pair_count if pair_count else 1.0,
             "mean_jaccard": _mean(jaccards), "threshold": DIVERSITY_THRESHOLD,
