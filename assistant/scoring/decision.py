@@ -79,6 +79,7 @@ class Scorer:
                          for f, v in zip(self._features, model.variables)]
         self._max_points = np.array([v.max_points for v in model.variables])
         self._amount_field = next((f.name for f in self._features if f.role == "amount"), None)
+        self._term_field = next((f.name for f in self._features if f.role == "term"), None)
         self._products = {**terms.products, **{p.id: p for p in terms.products.values()}}
         self._default_product = default_product if default_product in self._products else \
             terms.product(default_product).key
@@ -105,17 +106,16 @@ class Scorer:
             product = self._products[a.get("product") or self._default_product]
         except (KeyError, TypeError):
             return []
-        currency, errors = self.terms.lender.currency, []
-        for f in self._features:
-            value = a.get(f.name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                continue
-            if f.role == "amount" and not product.limit_min <= value <= product.limit_max:
-                errors.append(FieldError(field=f.name, message=(
-                    f"{product.name} lends {currency} {product.limit_min:,.0f} to {product.limit_max:,.0f}")))
-            if f.role == "term" and value not in product.term_months:
-                terms = ", ".join(str(t) for t in product.term_months)
-                errors.append(FieldError(field=f.name, message=f"{product.name} is offered over {terms} months"))
+        errors = []
+        amount = a.get(self._amount_field) if self._amount_field else None
+        if _number(amount) and not product.limit_min <= amount <= product.limit_max:
+            errors.append(FieldError(field=self._amount_field, message=(
+                f"{product.name} lends {self.terms.lender.currency} {product.limit_min:,.0f} "
+                f"to {product.limit_max:,.0f}")))
+        term = a.get(self._term_field) if self._term_field else None
+        if _number(term) and term not in product.term_months:
+            terms = ", ".join(str(t) for t in product.term_months)
+            errors.append(FieldError(field=self._term_field, message=f"{product.name} is offered over {terms} months"))
         return errors
 
     def validate_many(self, rows: list[dict[str, Any]]) -> list[dict[str, Any] | ApplicantError]:
@@ -300,6 +300,10 @@ class Scorer:
             return
         record = decision_record(decision, inputs, trace_id)
         decision_log.info(json.dumps(record, sort_keys=True, default=str), extra={"decision": record})
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 _POLICY_FIELD = {"consent": "consent", "min_age": "age", "max_age": "age", "income": "monthly_income",
