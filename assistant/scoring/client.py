@@ -9,7 +9,7 @@ import httpx
 from pydantic import BaseModel
 
 from assistant.config import Settings
-from assistant.scoring.applicant import ApplicantError, FieldError, ScorecardInfo, applicant_model
+from assistant.scoring.applicant import ApplicantError, FieldError, ScorecardInfo
 from assistant.scoring.decision import EligibilityDecision, Scorer
 from assistant.scoring.model import ScorecardModel
 from assistant.terms import load_terms
@@ -84,7 +84,3 @@ def make_scoring_client(settings: Settings) -> ScoringClient:
         return HttpScoringClient(settings.scoring_url, timeout_s=settings.scoring_timeout_s)
     return InProcessScoringClient.from_settings(settings)
 
-
-def applicant_model_of(client: ScoringClient) -> type[BaseModel]:
-    """The pydantic applicant model of whatever scorecard the client talks to."""
-    return applicant_model(client.info())

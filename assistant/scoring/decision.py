@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Literal, Mapping
 
 import numpy as np
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError

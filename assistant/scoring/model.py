@@ -50,7 +50,6 @@ class Variable:
     bins: list[BinRow]
     iv: float = 0.0
     coefficient: float = 0.0
-    _lookup: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         regular = [i for i, b in enumerate(self.bins) if b.row == "bin"]
