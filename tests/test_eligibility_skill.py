@@ -260,3 +260,9 @@ def test_form_is_used_when_the_backend_has_no_tool_calling(settings, client, ter
     model = ScriptedToolModel([])
     reply = chat(lambda: make_skill(settings, client, terms, model), Conversation(), ["loan eligibility"])[0]
     assert model.seen == [] and reply.meta["eligibility"]["mode"] == "form"
+
+
+def test_a_scoring_service_that_is_down_gets_a_polite_reply(settings, terms):
+    down = HttpScoringClient("http://127.0.0.1:9", timeout_s=0.5)  # nothing listens on port 9
+    reply = chat(lambda: make_skill(settings, down, terms), Conversation(), ["am I eligible for a loan?"])[0]
+    assert reply.path == "error" and "not available right now" in reply.text and terms.lender.hotline in reply.text

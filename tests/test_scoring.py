@@ -331,3 +331,15 @@ def test_speed_targets(scorer):
     assert result["single"]["p50_ms"] < 2.0
     assert result["batch"]["applicants_per_s"] > 5000
     assert math.isfinite(result["batch"]["seconds"])
+
+
+def test_scoring_and_the_calculator_import_no_llm_and_no_chroma():
+    import subprocess
+    import sys
+
+    code = ("import sys, assistant.scoring.cli, assistant.scoring.client, assistant.scoring.service, "
+            "assistant.scoring.train, assistant.scoring.batch, assistant.scoring.monitor, assistant.loans; "
+            "print(sorted(m for m in ('langchain_core', 'langchain_openai', 'chromadb', 'transformers', 'torch', "
+            "'sentence_transformers', 'openai') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -18,7 +18,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from assistant.config import Settings
 from assistant.prompts import load_prompt, load_replies
 from assistant.scoring.applicant import FieldInfo
-from assistant.scoring.client import ScoringClient
+from assistant.scoring.client import ScoringClient, ScoringUnavailable
 from assistant.scoring.decision import EligibilityDecision
 from assistant.skills.eligibility_form import (
     asked_fields, check_value, display, is_cancel, next_missing, product_in, read_answers, yes_no,
@@ -57,7 +57,13 @@ class EligibilitySkill:
         return asked_fields(self.client.info())
 
     def stream(self, turn: Turn) -> Iterator[Delta | Reply]:
-        yield self.respond(turn)
+        try:
+            yield self.respond(turn)
+        except ScoringUnavailable as exc:  # the HTTP service is down: say so, keep the answers
+            log.warning("eligibility: scoring service unavailable: %s", exc)
+            values = {"hotline": self.terms.lender.hotline, "hours": getattr(self.terms.lender, "hotline_hours", "")}
+            yield Reply(text=self.replies["unavailable"].format(**values), path="error", trace_id=turn.trace_id,
+                        meta={"eligibility": {"stage": "unavailable"}})
 
     # --- one turn ---------------------------------------------------------------------------------
     def respond(self, turn: Turn) -> Reply:
