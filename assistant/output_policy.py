@@ -56,12 +56,13 @@ def load_policy(path: Path) -> PolicyFile:
     return PolicyFile.model_validate(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
 
 
-def prompt_ngrams(prompts_dir: Path, exclude: Iterable[str] = ("guard_replies.yaml", "replies.yaml")) -> set[tuple]:
-    """Word n-grams of every prompt the model sees (the text a leak would repeat)."""
+def prompt_ngrams(prompts_dir: Path, exclude: Iterable[str] = ()) -> set[tuple]:
+    """Word n-grams of every prompt template the model sees (the text a leak would repeat).
+    YAML files in prompts/ hold replies customers are meant to read, so they are not secret."""
     grams: set[tuple] = set()
     skip = set(exclude)
     for path in sorted(Path(prompts_dir).glob("*")):
-        if path.suffix in {".md", ".txt", ".yaml", ".yml", ".j2"} and path.name not in skip and path.is_file():
+        if path.suffix in {".md", ".txt", ".j2"} and path.name not in skip and path.is_file():
             grams |= _ngrams(path.read_text(encoding="utf-8"))
     return grams
 
