@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+from pathlib import Path
 
 from assistant import pii
-from assistant.config import Settings
+from assistant.config import PROJECT_ROOT, Settings
 from assistant.injection import InjectionDetector
 from assistant.metrics import GuardMetrics
 from assistant.output_policy import OutputPolicy, load_policy, prompt_ngrams
@@ -45,10 +46,12 @@ class Guard:
         self.settings = settings
         self.metrics = metrics or GuardMetrics()
         self.limiter = limiter or RateLimiter(settings)
-        self.policy_file = load_policy(settings.knowledge_dir / "rules" / "guard_policy.yaml")
+        self.policy_file = load_policy(_own_or_shipped(settings.knowledge_dir, "rules/guard_policy.yaml",
+                                                        PROJECT_ROOT / "knowledge_base"))
         self.lender = _lender_details(settings)
         self.allow = [*self.lender.pop("allow"), *settings.pii_allow]
-        self.replies = {k: v for k, v in load_replies(settings.prompts_dir, GUARD_REPLIES).items() if k != "version"}
+        replies_dir = _own_or_shipped(settings.prompts_dir, GUARD_REPLIES, PROJECT_ROOT / "prompts").parent
+        self.replies = {k: v for k, v in load_replies(replies_dir, GUARD_REPLIES).items() if k != "version"}
         self.policy = OutputPolicy(self.policy_file, {k: self.say(k) for k in self.replies},
                                    prompt_ngrams(settings.prompts_dir))
         self.injection = InjectionDetector(settings.injection_train_file if settings.injection_classifier else None,
@@ -175,6 +178,13 @@ class Guard:
             update |= {"path": "refused", "citations": [],
                        "meta": {**reply.meta, "replaced_reply": self.redact(reply.text)}}
         return reply.model_copy(update=update)
+
+
+def _own_or_shipped(folder: Path, name: str, shipped: Path) -> Path:
+    """A deployment's own policy or replies file if it has one, else the one shipped with the code
+    (a knowledge base or prompt folder of its own need not copy the guard's files)."""
+    own = Path(folder) / name
+    return own if own.exists() else shipped / name
 
 
 def _tokens(text: str, matches: list[pii.PiiMatch]) -> str:

@@ -288,3 +288,12 @@ def test_a_bereaved_customer_is_never_refused(guard):
 def test_shouting_gets_a_calm_preface(guard):
     verdict = guard.check_input(Conversation(), "WHY HAS NOBODY ANSWERED MY QUESTION ABOUT THE FEE")
     assert verdict.allowed and "shouting" in verdict.flags and "frustrating" in verdict.notices[0]
+
+
+def test_a_knowledge_base_of_its_own_uses_the_shipped_guard_files(tmp_path, registry):
+    kb = tmp_path / "kb" / "products"
+    kb.mkdir(parents=True)
+    (kb / "terms.yaml").write_bytes((Settings().terms_file).read_bytes())
+    settings = Settings(data_dir=tmp_path / "data", knowledge_dir=tmp_path / "kb", prompts_dir=tmp_path / "prompts")
+    guard = Guard(settings, metrics=GuardMetrics(registry))
+    assert guard.policy_file.id == "rule-guard-policy" and "400-820-6600" in guard.say("fallback")
