@@ -210,6 +210,19 @@ def eval_command(ctx: typer.Context) -> None:
     raise typer.Exit(subprocess.call([sys.executable, "-m", "evals", *ctx.args]))
 
 
+def _register_subcommands() -> None:
+    from assistant.audit_cli import app as audit_app
+    from assistant.loans_cli import app as loans_app
+    from assistant.scoring.cli import app as scoring_app
+
+    app.add_typer(scoring_app, name="scoring", help="The eligibility scorecard: train, evaluate, score, serve.")
+    app.add_typer(loans_app, name="loan", help="The loan calculator: schedules, early repayment, late fees.")
+    app.add_typer(audit_app, name="audit", help="The hash-chained audit log: verify, show.")
+
+
+_register_subcommands()
+
+
 def main() -> None:
     app()
 

@@ -2,27 +2,42 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from assistant.audit import AuditLog
 from assistant.config import Settings, apply_offline_env
 from assistant.guard import Guard
+from assistant.injection import find_instructions_in_document
 from assistant.knowledge import KnowledgeBase
 from assistant.llm import make_chat_model
+from assistant.loans import load_loan_replies, make_loan_answerer
 from assistant.pipeline import Assistant
 from assistant.router import Router
+from assistant.scoring.client import make_scoring_client
 from assistant.skills.answer import AnswerSkill
+from assistant.skills.eligibility import EligibilitySkill
 from assistant.terms import load_terms
 
 
 def build_knowledge(settings: Settings) -> KnowledgeBase:
     apply_offline_env()
-    return KnowledgeBase(settings)
+    # A document holding instructions aimed at the model is not indexed (see guard docs).
+    return KnowledgeBase(settings, document_check=find_instructions_in_document)
 
 
-def build_assistant(settings: Settings, kb: KnowledgeBase | None = None, chat_model=None) -> Assistant:
+def build_assistant(settings: Settings, kb: KnowledgeBase | None = None, chat_model: Any = None,
+                    audit: bool = True) -> Assistant:
     apply_offline_env()
     kb = kb or build_knowledge(settings)
     chat_model = chat_model or make_chat_model(settings)
     terms = load_terms(settings.terms_file)
     guard = Guard(settings)
-    answer = AnswerSkill(settings, kb, chat_model, terms)
-    skills = {"answer": answer}
-    return Assistant(settings, guard=guard, router=Router(settings), skills=skills)
+    loan_answerer = make_loan_answerer(terms, load_loan_replies(settings.prompts_dir),
+                                       default_product=settings.eligibility_product)
+    skills = {
+        "answer": AnswerSkill(settings, kb, chat_model, terms, loan_answerer=loan_answerer),
+        "eligibility": EligibilitySkill(settings, make_scoring_client(settings), terms,
+                                        chat_model=chat_model if settings.llm_backend == "openai" else None),
+    }
+    recorder = AuditLog(settings, redact=guard.redact) if audit else None
+    return Assistant(settings, guard=guard, router=Router(settings), skills=skills, audit=recorder)

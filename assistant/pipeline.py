@@ -75,11 +75,14 @@ class Assistant:
         turn = Turn(conversation=conversation, message=verdict.text, route=route, trace_id=trace_id)
         t = time.perf_counter()
         reply: Reply | None = None
+        streaming = True
         for event in skill.stream(turn):
             if isinstance(event, Reply):
                 reply = event
-            else:
-                yield event
+            elif streaming:
+                streaming = self._passes_output_guard(conversation, event.text)
+                if streaming:
+                    yield event
         if reply is None:
             raise RuntimeError(f"skill {skill.name} ended without a reply")
         timings["skill"] = _ms(t)
@@ -88,6 +91,15 @@ class Assistant:
         reply = self.guard.check_output(conversation, reply)
         timings["guard_out"] = _ms(t)
         return reply
+
+    def _passes_output_guard(self, conversation: Conversation, piece: str) -> bool:
+        """A streamed piece goes out only if the output guard would send it unchanged; after the
+        first piece it would change, streaming stops and the final (guarded) reply says the rest."""
+        text = piece.strip()
+        if not text:
+            return True
+        checked = self.guard.check_output(conversation, Reply(text=text, path="generated"))
+        return checked.text.strip() == text
 
     def _remember(self, conversation: Conversation, verdict: GuardVerdict, reply: Reply) -> None:
         user_text = verdict.redacted or verdict.text

@@ -72,12 +72,14 @@ class AnswerSkill:
         messages = self.build_messages(turn, context)
         t = time.perf_counter()
         text, tokens = "", 0
+        streamer = SentenceStreamer([c.text for c in context])
         for piece in self.chat_model.stream(messages):
             if piece.content:
                 if not text:
                     timings["first_token"] = _ms(t)
                 text += piece.content
-                yield Delta(text=piece.content)
+                for sentence in streamer.feed(piece.content):
+                    yield Delta(text=sentence)
             usage = getattr(piece, "usage_metadata", None)
             if usage:
                 tokens = usage.get("output_tokens", tokens)
@@ -111,6 +113,30 @@ class AnswerSkill:
         model = self.settings.llm_served_model if self.settings.llm_backend == "openai" else self.settings.llm_model
         return {"model": f"{self.settings.llm_backend}:{model}",
                 "prompt_version": f"{self.system_prompt.version}/{self.user_prompt.version}"}
+
+
+class SentenceStreamer:
+    """Streams a generated answer sentence by sentence, and only the sentences that pass
+    verification: the customer never sees a figure that the final reply would drop."""
+
+    def __init__(self, passages: list[str]):
+        self.passages = passages
+        self.buffer = ""
+        self.sent: list[str] = []
+
+    def feed(self, piece: str) -> list[str]:
+        self.buffer += piece
+        parts = sentences(self.buffer)
+        if len(parts) < 2:
+            return []
+        complete, self.buffer = parts[:-1], parts[-1]
+        out = []
+        for sentence in complete:
+            kept = verify_answer(" ".join([*self.sent, sentence]), self.passages).kept
+            if len(kept) > len(self.sent) and kept[-1] == sentence:
+                out.append(("" if not self.sent else " ") + sentence)
+                self.sent.append(sentence)
+        return out
 
 
 def resolve_query(conversation: Conversation, message: str, terms: Terms) -> tuple[str, list[str]]:
