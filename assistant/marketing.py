@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
-import json
 import logging
 import re
 from datetime import date, datetime, timezone
@@ -695,11 +693,3 @@ def tokens(text: str) -> set[str]:
 def jaccard(a: str, b: str) -> float:
     ta, tb = tokens(a), tokens(b)
     return len(ta & tb) / len(ta | tb) if ta | tb else 1.0
-
-
-def draft_to_json(draft_set: DraftSet) -> dict[str, Any]:
-    return json.loads(draft_set.model_dump_json())
-
-
-def pairwise_jaccard(texts: list[str]) -> list[float]:
-    return [jaccard(a, b) for a, b in itertools.combinations(texts, 2)]
