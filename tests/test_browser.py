@@ -109,8 +109,8 @@ def test_chat_page_streams_an_answer_with_a_citation_at_phone_width(browser, ser
 def test_suggested_question_answered_on_the_chat_page(browser, server):
     browser.get(server.url + "/chat/")
     wait = WebDriverWait(browser, 60)
-    button = wait.until(lambda d: next(b for b in d.find_elements(By.CSS_SELECTOR, ".suggestion, button")
-                                       if b.text.strip() == FAQ_QUESTION))
+    button = wait.until(lambda d: next((b for b in d.find_elements(By.CSS_SELECTOR, "button.suggestion")
+                                        if b.text.strip() == FAQ_QUESTION), None))
     button.click()
     wait.until(lambda d: "9.9%" in d.find_element(By.CSS_SELECTOR, "#meadow-chat").text)
     assert browser.find_elements(By.CSS_SELECTOR, '#meadow-chat a[href*="/kb/chunks/"]')
