@@ -273,7 +273,7 @@ class MarketingStudio:
             if report.passed:
                 break
             strategy = strategies[min(attempt - 1, len(strategies) - 1)]
-            text, source = self._revise(strategy, text, report, brief, product, (hook, alt), wording, source)
+            text, source = self._revise(strategy, text, report, brief, product, (hook, alt), source)
             report = self.check_draft_text(text, brief)
             history.append(Revision(attempt=attempt, strategy=strategy, passed=report.passed, rule_ids=report.rule_ids))
         return Variant(
@@ -285,14 +285,14 @@ class MarketingStudio:
         return (["llm"] if self.chat_model is not None else []) + ["fix", "fallback"]
 
     def _revise(self, strategy: Strategy, text: str, report: ComplianceReport, brief: Brief,
-                product: ProductTerms, hooks: tuple[str, str], wording: str, source: str) -> tuple[str, str]:
+                product: ProductTerms, hooks: tuple[str, str], source: str) -> tuple[str, str]:
         if strategy == "llm":
             rewritten = self._llm_rewrite(text, report, brief, product)
             if rewritten is None:
                 return text, source
             if self.writer == "free":
                 return rewritten, "llm"
-            return self.assemble(brief, product, *hooks[:1], rewritten, hooks[1]), "llm"
+            return self.assemble(brief, product, hooks[0], rewritten, hooks[1]), "llm"
         if strategy == "fix":
             return apply_fixes(self.checker, text, report, brief.product, brief.channel), source
         return self.assemble(brief, product, hooks[0], "", hooks[1]), "fallback"  # approved hooks only
