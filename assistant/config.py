@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     # Router
     router_model: Path | None = None
     router_threshold: float = Field(0.45, ge=0.0, le=1.0)
+    complaint_model_dir: Path | None = Field(None, description="complaint product/issue models; default: the shipped ones")
 
     # Web
     host: str = "127.0.0.1"

@@ -3,10 +3,15 @@ Tables are declared on `Base` by the modules that own them (tickets, conversatio
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, create_engine, event
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 
 from assistant.config import Settings
+
+
+PG_CONNECT_TIMEOUT_S = 5
 
 
 class Base(DeclarativeBase):
@@ -14,13 +19,26 @@ class Base(DeclarativeBase):
 
 
 def make_engine(settings: Settings) -> Engine:
-    url = settings.db_url
+    url = database_url(settings)
     if url.startswith("sqlite:///"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        database = make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # A store that is down must fail fast: a ticket then goes to the spool, not into a hang.
+    connect_args = {"connect_timeout": PG_CONNECT_TIMEOUT_S} if url.startswith("postgresql") else {}
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+
+def database_url(settings: Settings) -> str:
+    """settings.db_url, with a bare postgres:// or postgresql:// URL pointed at psycopg 3 (the driver we ship)."""
+    url = settings.db_url
+    for bare in ("postgres://", "postgresql://"):
+        if url.startswith(bare):
+            return "postgresql+psycopg://" + url[len(bare):]
+    return url
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -88,6 +88,8 @@ class RouteDecision(BaseModel):
     confidence: float = 1.0
     urgency: list[str] = Field(default_factory=list)  # fraud, self_harm, hardship, ...
     reason: str = ""
+    scores: dict[str, float] = Field(default_factory=dict)  # the classifier's probability per intent
+    message: str | None = None  # what the skill should act on, when not this turn's text (after a clarification)
 
 
 class GuardVerdict(BaseModel):
