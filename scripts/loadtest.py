@@ -26,11 +26,12 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parent.parent
+# FAQ-type questions that the answer skill takes on its FAQ path (the report counts the paths taken).
 QUESTIONS = [
     "What is the APR of Meadow Cash?", "How much is the late fee?", "Who can apply for a Meadow loan?",
-    "Is there an early repayment fee?", "What is the cooling-off period?", "Is there an annual fee?",
-    "How do I make a complaint to Meadow?", "Can I make a partial early repayment?",
-    "What is the APR of Meadow Flex?", "How long does it take to get a decision?",
+    "Is there an early repayment fee?", "Is there an annual fee?", "How do I make a complaint to Meadow?",
+    "Can I make a partial early repayment?", "How long does it take to get a decision?",
+    "Is there a fee for paying off Meadow Cash early?", "How do I reset my Meadow app password?",
 ]
 COMPLAINT = "I was charged a late fee although I paid on time. Please refund it."
 
@@ -61,7 +62,9 @@ class Stats:
 async def customer(client: httpx.AsyncClient, stop_at: float, stats: Stats, think_s: tuple[float, float],
                    complaint_share: float, rng: random.Random) -> None:
     try:
-        session = (await client.post("/api/sessions")).json()
+        response = await client.post("/api/sessions")
+        response.raise_for_status()
+        session = response.json()
     except Exception as exc:  # counted, the run goes on
         stats.errors.append(f"session: {exc!r}")
         return
@@ -74,8 +77,9 @@ async def customer(client: httpx.AsyncClient, stop_at: float, stats: Stats, thin
                 response = await client.post("/api/complaints", headers=headers, json={
                     "text": COMPLAINT, "conversation_id": session["conversation_id"]})
             else:
-                response = await client.post("/api/chat", headers=headers, json={
-                    "message": rng.choice(QUESTIONS), "conversation_id": session["conversation_id"]})
+                # A new conversation per question: a short question later in a conversation is read
+                # as a follow-up of the earlier one, which is another workload (the model answers).
+                response = await client.post("/api/chat", headers=headers, json={"message": rng.choice(QUESTIONS)})
         except httpx.HTTPError as exc:
             stats.errors.append(repr(exc))
             continue
@@ -105,7 +109,9 @@ async def lost_tickets(client: httpx.AsyncClient, filed: list[tuple[str, str]]) 
 async def run(url: str, customers: int, duration: float, think_s: tuple[float, float], complaint_share: float,
               seed: int) -> dict:
     stats = Stats()
-    limits = httpx.Limits(max_connections=customers + 10, max_keepalive_connections=customers + 10)
+    # Idle connections are dropped before uvicorn's 5 s keep-alive ends, so no request races a closing socket.
+    limits = httpx.Limits(max_connections=customers + 10, max_keepalive_connections=customers + 10,
+                          keepalive_expiry=2.0)
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
         health = (await client.get("/healthz")).json()
         stop_at = time.monotonic() + duration
@@ -123,7 +129,7 @@ async def run(url: str, customers: int, duration: float, think_s: tuple[float, f
         "statuses": {str(k): v for k, v in sorted(stats.statuses.items())},
         "errors_5xx": sum(v for k, v in stats.statuses.items() if k >= 500 and k != 503),
         "busy_503": stats.statuses.get(503, 0), "rate_limited_429": stats.statuses.get(429, 0),
-        "transport_errors": len(stats.errors), "paths": dict(stats.paths),
+        "transport_errors": len(stats.errors), "error_samples": stats.errors[:5], "paths": dict(stats.paths),
         "tickets_filed": len(stats.tickets), "tickets_lost": lost,
         "server": {"llm": health["checks"]["llm"].get("backend"), "turns": health.get("turns")},
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
