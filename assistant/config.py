@@ -109,6 +109,8 @@ class Settings(BaseSettings):
     web_sessions_per_minute: int = Field(60, ge=1, description="new chat sessions per client IP")
     web_max_body_bytes: int = Field(65536, ge=1024, description="largest request body on /api and /v1")
     web_workers: int = Field(1, ge=1)
+    web_torch_threads: int = Field(1, ge=1, description="torch threads per worker (unless llm_threads is set): "
+                                   "concurrent turns each on one core, instead of all fighting over every core")
 
     @property
     def chroma_dir(self) -> Path:
