@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from assistant.config import Settings, apply_offline_env
 from assistant.pipeline import Assistant
 from assistant.types import new_id
-from serve import api, openai_compat
+from serve import api, api_tickets, openai_compat
 from serve.chat import NotFound
 from serve.features import FeatureMissing
 from serve.limits import BodySizeLimit, Busy, RateLimited
@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
                               "POST /api/sessions; staff endpoints take a staff API key the same way.")
     app.state.services = services
     app.include_router(api.router)
+    app.include_router(api_tickets.router)
     app.include_router(openai_compat.router)
     _add_pages(app, services)
     _add_error_handlers(app)

@@ -89,14 +89,29 @@ def _studio(f: Features) -> Any:
 
 
 def _tickets(f: Features) -> Any:
+    skill = f.assistant.skills.get("complaint")
+    if skill is not None and hasattr(skill, "tickets"):
+        return skill.tickets  # the store the chat's complaint skill writes to
     try:
-        from assistant.tickets import TicketStore
+        from assistant.tickets import TicketService
     except ImportError:
         return None
-    build = getattr(TicketStore, "from_settings", None)
-    return build(f.settings) if build else TicketStore(f.settings)
+    return TicketService(f.settings, redact=f.assistant.guard.redact)
+
+
+def _complaints(f: Features) -> Any:
+    """The complaint skill: the chat's own, or one on the same ticket store."""
+    skill = f.assistant.skills.get("complaint")
+    if skill is not None:
+        return skill
+    try:
+        from assistant.skills.complaints import ComplaintSkill
+    except ImportError:
+        return None
+    return ComplaintSkill(f.settings, f.get("tickets"), terms=f._terms())
 
 
 _BUILDERS: dict[str, Callable[[Features], Any]] = {
     "scoring": _scoring, "compliance": _compliance, "marketing": _studio, "tickets": _tickets,
+    "complaints": _complaints,
 }

@@ -160,11 +160,15 @@ def _md(text: str) -> str:
 
 
 def ticket_line(ticket: dict[str, Any]) -> str:
-    ticket_id = ticket.get("id") or ticket.get("ticket_id") or "?"
-    deadline = ticket.get("deadline") or ticket.get("due_at") or ticket.get("sla_deadline")
+    """The ticket id and its deadlines, with the time left (ack_due / resolve_due from the ticket store)."""
+    ticket_id = ticket.get("id") or "?"
     line = f"🎫 Ticket **{ticket_id}**"
-    if deadline:
-        line += f" — we will reply by **{_when(deadline)}** ({countdown(deadline)})"
+    if ticket.get("ack_due") and ticket.get("kind") != "handoff":
+        line += f" — acknowledged by **{_when(ticket['ack_due'])}**"
+    due = ticket.get("resolve_due") or ticket.get("deadline")
+    if due:
+        verb = "a person answers by" if ticket.get("kind") == "handoff" else "resolved by"
+        line += f", {verb} **{_when(due)}** ({countdown(due)})"
     return line
 
 

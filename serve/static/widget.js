@@ -270,7 +270,7 @@
       }
       if (reply.ticket) {
         var id = reply.ticket.id || reply.ticket.ticket_id;
-        var due = reply.ticket.deadline || reply.ticket.due_at || reply.ticket.sla_deadline;
+        var due = reply.ticket.resolve_due || reply.ticket.deadline;
         var line = t.ticket + " " + id + (due ? " — " + t.replyBy + " " + new Date(due).toLocaleString(this.lang) : "");
         node.appendChild(el("div", { class: "ticket" }, line));
       }
