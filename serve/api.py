@@ -204,7 +204,11 @@ async def eligibility(applicant: dict[str, Any] = Body(..., examples=[{"product"
     except ScoringUnavailable as exc:
         return JSONResponse({"error": {"type": "scoring_unavailable", "message": str(exc)}}, status_code=503,
                             headers={"Retry-After": "10"})
-    return JSONResponse(decision.model_dump(mode="json"))
+    hidden = set() if who.is_staff else CUSTOMER_HIDDEN_DECISION_FIELDS
+    return JSONResponse(decision.model_dump(mode="json", exclude=hidden))
+
+
+CUSTOMER_HIDDEN_DECISION_FIELDS = {"probability_of_default"}  # for staff and logs, never for customers
 
 
 @router.get("/api/eligibility/fields", tags=["eligibility"])

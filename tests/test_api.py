@@ -315,3 +315,26 @@ def test_logs_are_json_with_a_trace_id_per_turn_and_no_pii(client, server, custo
     assert len(turns) == 1 and turns[0]["conversation_id"] == customer["conversation_id"]
     assert any(r.get("msg") == "request" and r.get("trace_id", "").startswith("rq_") for r in records)
     assert "4111 1111 1111 1111" not in server.log() and "13812345678" not in server.log()
+
+
+# --- eligibility --------------------------------------------------------------------------------
+
+
+APPLICANT = {"product": "cash", "amount": 20000, "term_months": 12, "purpose": "furniture",
+             "employment": "4_to_7_years", "housing": "rent", "savings": 5000, "age": 35,
+             "monthly_income": 12000, "consent": True}
+
+
+def test_eligibility_scores_an_applicant_and_names_each_bad_field(client, customer):
+    fields = {f["name"] for f in client.get("/api/eligibility/fields").json()["fields"]}
+    assert {"amount", "term_months", "consent"} <= fields
+    decision = client.post("/api/eligibility", json=APPLICANT, headers=auth(customer["customer_token"]))
+    assert decision.status_code == 200, decision.text
+    assert decision.json()["decision"] and "reasons" in decision.json()
+    assert "probability_of_default" not in decision.json()  # for staff only
+    staff_view = client.post("/api/eligibility", json=APPLICANT, headers=auth(STAFF_KEY)).json()
+    assert "probability_of_default" in staff_view
+    bad = client.post("/api/eligibility", json={**APPLICANT, "age": 300, "purpose": "yacht"},
+                      headers=auth(customer["customer_token"]))
+    assert bad.status_code == 422
+    assert {d["field"] for d in bad.json()["error"]["details"]} >= {"age", "purpose"}
