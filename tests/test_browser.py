@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest_web import prepared_data_dir, running_server
+from conftest_web import STAFF_KEY, prepared_data_dir, running_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path(shutil.which("chromedriver") or "/usr/bin/chromedriver")
@@ -30,6 +30,7 @@ selenium = pytest.importorskip("selenium", reason="pip install selenium (the tes
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 FAQ_QUESTION = "What is the APR of Meadow Cash?"
@@ -41,7 +42,7 @@ PHONE = (390, 844)
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, model_cache):
     data = prepared_data_dir(tmp_path_factory, model_cache, "browser")
-    with running_server(data, web_requests_per_minute=100) as srv:
+    with running_server(data, web_requests_per_minute=100, staff_api_keys=[STAFF_KEY]) as srv:
         yield srv
 
 
@@ -142,3 +143,21 @@ def test_widget_on_the_demo_host_page(browser, server):
     while time.monotonic() < deadline and '"rating": "up"' not in server.log():
         time.sleep(0.2)
     assert '"rating": "up"' in server.log()
+
+
+def test_staff_pages_after_login_highlight_compliance_findings(browser, server):
+    phone_width(browser, False)
+    browser.get(server.url + "/staff/")
+    wait = WebDriverWait(browser, 60)
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "input[type=password]"))
+    assert not browser.find_elements(By.CSS_SELECTOR, "button[role=tab]")  # nothing before the login
+    browser.find_element(By.CSS_SELECTOR, "input[type=text]").send_keys("alice")
+    browser.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys(STAFF_KEY + Keys.ENTER)
+    tabs = wait.until(lambda d: [b.text for b in d.find_elements(By.CSS_SELECTOR, "button[role=tab]")])
+    assert tabs == ["Marketing studio", "Complaints", "QA"]
+
+    copy = browser.find_element(By.XPATH, "//label[.//span[normalize-space()='Copy']]//textarea")
+    copy.send_keys("Meadow Cash: guaranteed approval for everyone!")
+    next(b for b in browser.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Check compliance").click()
+    mark = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "mark.sev-critical"))[0]
+    assert "guaranteed approval" in mark.text.lower()
