@@ -44,7 +44,8 @@ class AnswerSkill:
         timings["resolve"] = _ms(t)
 
         if self.loan_answerer is not None:
-            tool_answer = self.loan_answerer(query)
+            # The raw message: a follow-up merged with an earlier loan question is not a new quote.
+            tool_answer = self.loan_answerer(turn.message)
             if tool_answer is not None:
                 text, call = tool_answer
                 yield Reply(text=text, path="tool", tool_calls=[call], timings_ms=timings, meta=self._meta())
