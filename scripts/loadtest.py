@@ -60,7 +60,7 @@ class Stats:
 
 
 async def customer(client: httpx.AsyncClient, stop_at: float, stats: Stats, think_s: tuple[float, float],
-                   complaint_share: float, rng: random.Random) -> None:
+                   complaint_share: float, rng: random.Random, count_from: float) -> None:
     try:
         response = await client.post("/api/sessions")
         response.raise_for_status()
@@ -84,18 +84,23 @@ async def customer(client: httpx.AsyncClient, stop_at: float, stats: Stats, thin
             stats.errors.append(repr(exc))
             continue
         elapsed = (time.perf_counter() - started) * 1000
-        stats.statuses[response.status_code] += 1
-        if response.status_code == 200 and not complaint:
-            path = response.json()["reply"]["path"]
-            stats.paths[path] += 1
-            stats.latency_ms.append(elapsed)
-            if path == "faq":
-                stats.faq_latency_ms.append(elapsed)
-        elif response.status_code == 201 and complaint:
+        if response.status_code == 201 and complaint:  # every ticket is checked, warm-up ones too
             stats.tickets.append((session["customer_token"], response.json()["id"]))
-        elif response.status_code in (429, 503):
+        if time.monotonic() >= count_from or response.status_code >= 500:  # the warm-up's latencies don't count
+            record(stats, response, elapsed, complaint)
+        if response.status_code in (429, 503):
             await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
         await asyncio.sleep(rng.uniform(*think_s))
+
+
+def record(stats: Stats, response: httpx.Response, elapsed_ms: float, complaint: bool) -> None:
+    stats.statuses[response.status_code] += 1
+    if response.status_code == 200 and not complaint:
+        path = response.json()["reply"]["path"]
+        stats.paths[path] += 1
+        stats.latency_ms.append(elapsed_ms)
+        if path == "faq":
+            stats.faq_latency_ms.append(elapsed_ms)
 
 
 async def lost_tickets(client: httpx.AsyncClient, filed: list[tuple[str, str]]) -> int:
@@ -107,22 +112,22 @@ async def lost_tickets(client: httpx.AsyncClient, filed: list[tuple[str, str]]) 
 
 
 async def run(url: str, customers: int, duration: float, think_s: tuple[float, float], complaint_share: float,
-              seed: int) -> dict:
+              seed: int, warmup: float = 5.0) -> dict:
     stats = Stats()
     # Idle connections are dropped before uvicorn's 5 s keep-alive ends, so no request races a closing socket.
     limits = httpx.Limits(max_connections=customers + 10, max_keepalive_connections=customers + 10,
                           keepalive_expiry=2.0)
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
         health = (await client.get("/healthz")).json()
-        stop_at = time.monotonic() + duration
-        started = time.perf_counter()
-        await asyncio.gather(*[customer(client, stop_at, stats, think_s, complaint_share, random.Random(seed + i))
-                               for i in range(customers)])
-        wall = time.perf_counter() - started
+        count_from = time.monotonic() + warmup
+        stop_at = count_from + duration
+        await asyncio.gather(*[customer(client, stop_at, stats, think_s, complaint_share, random.Random(seed + i),
+                                        count_from) for i in range(customers)])
+        wall = duration
         lost = await lost_tickets(client, stats.tickets)
     requests = sum(stats.statuses.values())
     return {
-        "url": url, "customers": customers, "duration_s": duration, "wall_s": round(wall, 1),
+        "url": url, "customers": customers, "duration_s": duration, "warmup_s": warmup,
         "think_s": list(think_s), "complaint_share": complaint_share,
         "requests": requests, "throughput_rps": round(requests / wall, 2),
         "latency_ms": summary(stats.latency_ms), "faq_latency_ms": summary(stats.faq_latency_ms),
@@ -136,13 +141,14 @@ async def run(url: str, customers: int, duration: float, think_s: tuple[float, f
     }
 
 
-def start_server(port: int, workers: int) -> subprocess.Popen:
+def start_server(port: int, workers: int, log: Path | None) -> subprocess.Popen:
     env = {**os.environ, "ASSISTANT_WEB_REQUESTS_PER_MINUTE": os.environ.get("ASSISTANT_WEB_REQUESTS_PER_MINUTE",
                                                                             "600"),
            "ASSISTANT_WEB_SESSIONS_PER_MINUTE": os.environ.get("ASSISTANT_WEB_SESSIONS_PER_MINUTE", "10000")}
     process = subprocess.Popen([sys.executable, "-m", "assistant.cli", "serve", "--host", "127.0.0.1",
                                 "--port", str(port), "--workers", str(workers)], cwd=REPO, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                               stdout=subprocess.DEVNULL, stderr=open(log, "w") if log else subprocess.DEVNULL,
+                               start_new_session=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         try:
@@ -161,13 +167,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="a running app; default: start `assistant serve` on a free loopback port")
     parser.add_argument("--customers", type=int, default=50)
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds measured")
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds of load before measuring")
     parser.add_argument("--think", type=float, nargs=2, default=(1.0, 3.0), metavar=("MIN", "MAX"),
                         help="seconds a customer waits between messages")
     parser.add_argument("--complaints", type=float, default=0.05, help="share of requests that file a complaint")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers when this script starts the app")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "load.json")
+    parser.add_argument("--server-log", type=Path, help="keep the started server's JSON log here")
     args = parser.parse_args()
 
     process = None
@@ -176,10 +184,11 @@ def main() -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        process = start_server(port, args.workers)
+        process = start_server(port, args.workers, args.server_log)
         url = f"http://127.0.0.1:{port}"
     try:
-        result = asyncio.run(run(url, args.customers, args.duration, tuple(args.think), args.complaints, args.seed))
+        result = asyncio.run(run(url, args.customers, args.duration, tuple(args.think), args.complaints, args.seed,
+                                 args.warmup))
     finally:
         if process is not None:
             os.killpg(process.pid, 15)

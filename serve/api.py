@@ -90,8 +90,9 @@ def _conversation_for(s: Services, who: Caller, conversation_id: str | None) -> 
     if owner is None:
         if conversation_id:
             raise HTTPException(404, "conversation not found")
-        session = open_session(s)
-        return s.chat.conversation(session.customer_id, session.conversation_id), session
+        customer_id, token = s.tokens.issue()
+        conversation = s.chat.conversation(customer_id, None)
+        return conversation, SessionOut(customer_id=customer_id, customer_token=token, conversation_id=conversation.id)
     return s.chat.conversation(owner, conversation_id), None
 
 

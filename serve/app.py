@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assistant.config import Settings, apply_offline_env
 from assistant.pipeline import Assistant
-from assistant.types import new_id
+from assistant.types import Conversation, new_id
 from serve import api, api_tickets, openai_compat
 from serve.chat import NotFound
 from serve.features import FeatureMissing
@@ -192,13 +192,19 @@ def _limit_torch_threads(settings: Settings) -> None:
 
 
 def _warm_up(services: Services) -> None:
-    """Load the LLM now, not on the first customer's question (the embedder is loaded already)."""
+    """Load what the first customer would otherwise wait for: the LLM, the lexical index, the guard's
+    and the router's classifiers (nothing is written: no turn is run)."""
     settings = services.settings
-    if settings.llm_backend != "embedded":
-        return
-    try:
+    steps = [("retrieval", lambda: services.kb.retrieve("warm up")),
+             ("guard", lambda: services.assistant.guard.check_input(Conversation(customer_id="warmup"), "hello")),
+             ("router", lambda: services.assistant.router.route(Conversation(customer_id="warmup"), "hello"))]
+    if settings.llm_backend == "embedded":
         from assistant.llm import load_model, resolve_model_path
 
-        load_model(str(resolve_model_path(settings)), settings.llm_dtype, settings.llm_threads)
-    except Exception:
-        log.exception("LLM warm-up failed; /healthz will report it")
+        steps.insert(0, ("llm", lambda: load_model(str(resolve_model_path(settings)), settings.llm_dtype,
+                                                   settings.llm_threads)))
+    for name, step in steps:
+        try:
+            step()
+        except Exception:  # /healthz reports what is really broken
+            log.warning("warm-up of %s failed", name, exc_info=True)

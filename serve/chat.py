@@ -4,6 +4,7 @@ customer's conversation, run the assistant off the event loop under the turn gat
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Iterator
 
@@ -48,9 +49,10 @@ class ChatService:
         return conversation
 
     def conversation(self, customer_id: str, conversation_id: str | None) -> Conversation:
-        """The customer's conversation, a new one when no id is given; NotFound otherwise."""
+        """The customer's conversation; without an id a new one, stored with its first turn
+        (one write fewer per new conversation). NotFound for an id the customer does not own."""
         if not conversation_id:
-            return self.new_conversation(customer_id)
+            return Conversation(customer_id=customer_id)
         conversation = self.store.load(conversation_id, customer_id)
         if conversation is None:
             raise NotFound("conversation not found")
@@ -59,44 +61,57 @@ class ChatService:
     # --- turns --------------------------------------------------------------------------------
 
     async def reply(self, conversation: Conversation, message: str, channel: str, persist: bool = True) -> Reply:
-        lease = await self.gate.acquire()
+        lease, waited = await self._acquire()
         try:
-            return await run_in_threadpool(self._reply_sync, conversation, message, channel, persist)
+            return await run_in_threadpool(self._reply_sync, conversation, message, channel, persist, waited)
         finally:
             lease.release()
 
     async def stream(self, conversation: Conversation, message: str, channel: str,
                      persist: bool = True) -> AsyncIterator[Delta | Reply]:
         """Acquire the slot now (Busy is raised here, before any response starts), then stream."""
+        lease, waited = await self._acquire()
+        return self._stream_events(lease, conversation, message, channel, persist, waited)
+
+    async def _acquire(self):
+        started = time.perf_counter()
         lease = await self.gate.acquire()
-        return self._stream_events(lease, conversation, message, channel, persist)
+        return lease, _ms(started)
 
     async def _stream_events(self, lease, conversation: Conversation, message: str, channel: str,
-                             persist: bool) -> AsyncIterator[Delta | Reply]:
+                             persist: bool, waited: float) -> AsyncIterator[Delta | Reply]:
         try:
-            async for event in iterate_in_threadpool(self._events_sync(conversation, message, channel, persist)):
+            events = self._events_sync(conversation, message, channel, persist, waited)
+            async for event in iterate_in_threadpool(events):
                 yield event
         finally:
             lease.release()
 
-    def _reply_sync(self, conversation: Conversation, message: str, channel: str, persist: bool) -> Reply:
+    def _reply_sync(self, conversation: Conversation, message: str, channel: str, persist: bool,
+                    waited: float) -> Reply:
         reply: Reply | None = None
-        for event in self._events_sync(conversation, message, channel, persist):
+        for event in self._events_sync(conversation, message, channel, persist, waited):
             if isinstance(event, Reply):
                 reply = event
         assert reply is not None
         return reply
 
-    def _events_sync(self, conversation: Conversation, message: str, channel: str,
-                     persist: bool) -> Iterator[Delta | Reply]:
+    def _events_sync(self, conversation: Conversation, message: str, channel: str, persist: bool,
+                     waited: float = 0.0) -> Iterator[Delta | Reply]:
+        """The turn, with the web's own stages timed too: queue (waiting for a slot), turn_wall (the
+        pipeline including its audit write) and save (the conversation)."""
         self.metrics.turns_active.inc()
+        started = time.perf_counter()
         try:
             for event in self.assistant.stream(conversation, message):
                 if isinstance(event, Reply):
                     trace_id_var.set(event.trace_id)
                     event.meta["form"] = form_hint(event, self.form_fields)
+                    event.timings_ms.update(queue=waited, turn_wall=_ms(started))
                     if persist:
+                        saving = time.perf_counter()
                         self.store.save(conversation)
+                        event.timings_ms["save"] = _ms(saving)
                     self._observe(event, conversation, channel)
                 yield event
         finally:
@@ -128,3 +143,7 @@ class ChatService:
                 log.info("feedback", extra={"trace_id": trace_id, "rating": rating})
                 return
         raise NotFound("reply not found in this conversation")
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 2)
