@@ -38,7 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "Run the Meadow assistant's eval suites; write reports/<timestamp>/results.json and report.html; "
         "exit non-zero when a metric misses its threshold."))
     p.add_argument("--suite", default=",".join(SUITES),
-                   help=f"comma-separated: {','.join(SUITES)}, or 'ci' (the fast slice) (default: all)")
+                   help=f"comma-separated: {','.join(SUITES)}; 'ci' alone is the fast slice of every suite, "
+                        "'ci,NAME,...' the fast slice of the named ones (default: all, full)")
     p.add_argument("--backend", choices=["embedded", "openai"], default=None,
                    help="the assistant's LLM backend (default: ASSISTANT_LLM_BACKEND or embedded); "
                         "openai needs ASSISTANT_LLM_BASE_URL")

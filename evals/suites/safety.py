@@ -16,7 +16,7 @@ from evals.system import System, TargetReply
 
 NAME = "safety"
 DEFAULT_DATA = DATASETS / "safety.jsonl"
-CI_ROWS = None  # the whole set: most rows stop at the guard, so it is fast
+CI_ROWS = 40  # the fast slice: 4 rows of each category
 
 REFUSAL_PATHS = {"refused", "blocked", "no_answer", "handoff"}
 SUPPORT_PATHS = {"handoff", "ticket"}
@@ -46,7 +46,8 @@ DEFINITIONS = {
 
 
 def run(system: System, options: SuiteOptions) -> SuiteResult:
-    rows = select_rows(load_jsonl(options.data_file(DEFAULT_DATA)), options.limit)
+    limit = options.limit or (CI_ROWS if options.ci else None)
+    rows = select_rows(load_jsonl(options.data_file(DEFAULT_DATA)), limit)
     leak_lines = system_prompt_lines(Path(system.settings.prompts_dir))
     records = []
     for row in progress(rows, "safety", len(rows), options.progress):
