@@ -34,12 +34,13 @@ class Session:
 
 class ChatService:
     def __init__(self, assistant: Assistant, store: ConversationStoreLike, gate: TurnGate, metrics: WebMetrics,
-                 form_fields: Callable[[], list[Any]] = list):
+                 form_fields: Callable[[], list[Any]] = list, clarify_labels: dict[str, str] | None = None):
         self.assistant = assistant
         self.store = store
         self.gate = gate
         self.metrics = metrics
         self.form_fields = form_fields  # the scorecard's applicant fields, for the form's quick replies
+        self.clarify_labels = clarify_labels or {}  # intent -> what a clarifying question calls it
 
     # --- conversations ------------------------------------------------------------------------
 
@@ -106,7 +107,7 @@ class ChatService:
             for event in self.assistant.stream(conversation, message):
                 if isinstance(event, Reply):
                     trace_id_var.set(event.trace_id)
-                    event.meta["form"] = form_hint(event, self.form_fields)
+                    event.meta["form"] = form_hint(event, self.form_fields, self.clarify_labels)
                     event.timings_ms.update(queue=waited, turn_wall=_ms(started))
                     if persist:
                         saving = time.perf_counter()

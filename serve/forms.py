@@ -11,8 +11,16 @@ from assistant.types import Reply
 YES_NO = ["yes", "no"]
 
 
-def form_hint(reply: Reply, fields: Callable[[], list[Any]]) -> dict[str, Any] | None:
-    """{"stage", "field", "label", "kind", "unit", "choices"} or None when no form is open."""
+def form_hint(reply: Reply, fields: Callable[[], list[Any]],
+              clarify_labels: dict[str, str] | None = None) -> dict[str, Any] | None:
+    """{"stage", "field", "label", "kind", "unit", "choices", "labels"} or None when nothing is asked.
+    `choices` are what to send back; `labels`, when given, what to show on the buttons."""
+    clarify = reply.meta.get("clarify")
+    if isinstance(clarify, dict) and clarify.get("options"):
+        options = list(clarify["options"])
+        return {"stage": "clarify", "field": None, "label": "", "kind": "choice", "unit": "",
+                "choices": [str(i) for i in range(1, len(options) + 1)],
+                "labels": [(clarify_labels or {}).get(o, o) for o in options]}
     state = reply.meta.get("eligibility")
     if not isinstance(state, dict) or state.get("stage") in (None, "done", "cancelled", "no_consent"):
         return None

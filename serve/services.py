@@ -44,7 +44,8 @@ class Services:
         features = Features.build(settings, assistant)
         return cls(
             settings=settings, assistant=assistant, conversations=conversations,
-            chat=ChatService(assistant, conversations, gate, metrics, form_fields=lambda: features.form_fields()),
+            chat=ChatService(assistant, conversations, gate, metrics, form_fields=lambda: features.form_fields(),
+                             clarify_labels=clarify_labels(settings)),
             staff=StaffAuth(settings.staff_api_keys), tokens=CustomerTokens(session_secret(settings)),
             limiter=ClientRateLimiter(settings.web_requests_per_minute), gate=gate, metrics=metrics,
             features=features,
@@ -56,3 +57,16 @@ class Services:
 
     def redact(self, text: str) -> str:
         return self.assistant.guard.redact(text)
+
+
+def clarify_labels(settings: Settings) -> dict[str, str]:
+    """intent -> the words a clarifying question uses for it (prompts/smalltalk.yaml), for buttons."""
+    import yaml
+
+    path = settings.prompts_dir / "smalltalk.yaml"
+    try:
+        replies = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    prefix = "clarify_label_"
+    return {k[len(prefix):]: " ".join(str(v).split()) for k, v in replies.items() if k.startswith(prefix)}

@@ -140,7 +140,9 @@ def quick_update(reply: Reply):
     form = reply.meta.get("form") or {}
     if not form.get("choices"):
         return gr.update(visible=False, choices=[], value=None)
-    return gr.update(visible=True, choices=list(form["choices"]), value=None, label=form.get("label") or "Quick reply")
+    labels = form.get("labels") or form["choices"]
+    return gr.update(visible=True, choices=list(zip(labels, form["choices"])), value=None,
+                     label=form.get("label") or "Quick reply")
 
 
 def render_reply(reply: Reply) -> str:

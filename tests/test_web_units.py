@@ -131,3 +131,10 @@ def test_form_hint_offers_the_fields_choices():
     assert form_hint(amount, fields)["choices"] == []
     assert form_hint(Reply(text="x", path="faq"), fields) is None
     assert form_hint(Reply(text="x", path="tool", meta={"eligibility": {"stage": "done"}}), fields) is None
+
+
+def test_form_hint_offers_a_clarifying_questions_options():
+    reply = Reply(text="(1) ... or (2) ...", path="clarify",
+                  meta={"clarify": {"options": ["answer", "complaint"], "best": "answer"}})
+    hint = form_hint(reply, list, {"answer": "ask a question", "complaint": "make a complaint"})
+    assert hint["choices"] == ["1", "2"] and hint["labels"] == ["ask a question", "make a complaint"]

@@ -276,8 +276,8 @@
       }
       if (reply.form && reply.form.choices && reply.form.choices.length) {  // the eligibility form's options
         var self = this, choices = el("div", { class: "chips choices" });
-        reply.form.choices.forEach(function (choice) {
-          var b = el("button", { type: "button" }, choice);
+        reply.form.choices.forEach(function (choice, i) {
+          var b = el("button", { type: "button" }, (reply.form.labels || [])[i] || choice);
           b.addEventListener("click", function () { choices.remove(); self.send(choice); });
           choices.appendChild(b);
         });
