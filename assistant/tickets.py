@@ -358,6 +358,8 @@ class TicketService:
             row = session.get(TicketRow, ticket_id.strip(), with_for_update=True)
             if row is None:
                 raise TicketError(f"no ticket {ticket_id!r}")
+            if status == row.status and not extend and not note.strip():
+                raise TicketError(f"ticket {row.id} is already {status}")
             events = []
             if extend:
                 events.append(self._extend(row, note, now))

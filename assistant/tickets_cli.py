@@ -88,7 +88,8 @@ def list_tickets(
         _emit({"tickets": [t.model_dump(mode="json", exclude={"events", "excerpt"}) for t in tickets]})
         return
     table = Table(title=f"{len(tickets)} tickets (times UTC)")
-    for column in ("id", "kind", "status", "severity", "team", "product / issue", "created", "ack due", "resolve due"):
+    table.add_column("id", no_wrap=True, min_width=17)
+    for column in ("kind", "status", "severity", "team", "product / issue", "created", "ack due", "resolve due"):
         table.add_column(column, overflow="fold")
     for t in tickets:
         table.add_row(t.id, t.kind, t.status, t.severity, t.team, f"{t.product or '-'} / {t.issue or '-'}",

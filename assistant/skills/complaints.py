@@ -1,0 +1,112 @@
+"""The complaint skill: classify the complaint (product x issue -> team), weigh its severity and
+escalation triggers, open a durable ticket with the regulatory deadlines, and acknowledge it
+with the ticket id and the deadlines. A complaint too short to act on ("I want to complain")
+first gets a question for details; the form's state lives in conversation.state["complaint"]."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, Iterator
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from assistant.complaints import Classification, ComplaintClassifier
+from assistant.config import Settings
+from assistant.prompts import load_replies
+from assistant.terms import Terms, load_terms
+from assistant.tickets import Receipt, TicketDraft, TicketService, conversation_excerpt
+from assistant.types import Delta, Reply, Turn
+
+log = logging.getLogger(__name__)
+
+STATE_KEY = "complaint"
+REPLIES = "complaint_replies.yaml"
+_CANCEL = re.compile(r"^\W*(cancel|stop|never ?mind|forget it|no thanks|don'?t bother)\b", re.I)
+
+
+class ComplaintSkill:
+    name = "complaint"
+
+    def __init__(self, settings: Settings, tickets: TicketService, classifier: ComplaintClassifier | None = None,
+                 terms: Terms | None = None):
+        self.settings = settings
+        self.tickets = tickets
+        self.rules = tickets.rules
+        self._classifier = classifier
+        self.terms = terms or load_terms(settings.terms_file)
+        self.replies = load_replies(settings.prompts_dir, REPLIES)
+
+    @property
+    def classifier(self) -> ComplaintClassifier:
+        if self._classifier is None:
+            self._classifier = ComplaintClassifier(self.settings)
+        return self._classifier
+
+    def stream(self, turn: Turn) -> Iterator[Delta | Reply]:
+        yield self.respond(turn)
+
+    def respond(self, turn: Turn) -> Reply:
+        text = turn.route.message or turn.message
+        state = turn.conversation.state.get(STATE_KEY) or {}
+        if state.get("active"):
+            if _CANCEL.search(text):
+                turn.conversation.state[STATE_KEY] = {"active": False}
+                return Reply(text=self.say("cancelled"), path="form", trace_id=turn.trace_id,
+                             meta={"complaint": {"stage": "cancelled"}})
+            text = f"{state.get('opening', '')}\n{text}".strip()
+        elif len(text.split()) < self.rules.min_detail_words:
+            turn.conversation.state[STATE_KEY] = {"active": True, "opening": self.tickets.redact(text)}
+            return Reply(text=self.say("ask_details"), path="form", trace_id=turn.trace_id,
+                         meta={"complaint": {"stage": "details"}})
+        turn.conversation.state[STATE_KEY] = {"active": False}
+        classification = self.classifier.classify(text)
+        receipt = self.open_ticket(turn, text, classification)
+        return Reply(text=self.acknowledgement(receipt, classification), path="ticket", trace_id=turn.trace_id,
+                     ticket={**receipt.ticket.summary(), "stored": receipt.stored},
+                     meta={"complaint": {"stage": "ticket", "severity": receipt.ticket.severity,
+                                         "escalations": receipt.ticket.escalations}})
+
+    def open_ticket(self, turn: Turn, text: str, classification: Classification) -> Receipt:
+        customer = turn.conversation.customer_id
+        severity, escalations = self.rules.assess(text, classification.issue, turn.route.urgency,
+                                                  repeated=self._repeated(customer))
+        return self.tickets.create(TicketDraft(
+            kind="complaint", customer_ref=customer, conversation_id=turn.conversation.id, text=text,
+            excerpt=conversation_excerpt(turn.conversation), product=classification.product,
+            issue=classification.issue, team=classification.team, severity=severity, reason=turn.route.reason,
+            urgency=turn.route.urgency, escalations=escalations, classification=classification.model_dump()))
+
+    def acknowledgement(self, receipt: Receipt, classification: Classification) -> str:
+        ticket = receipt.ticket
+        values = self.values(receipt) | {"team_name": classification.team_name, "issue_name": classification.issue_name.lower(),
+                                         "product_name": classification.product_name, "severity": ticket.severity}
+        if not receipt.stored:
+            return self.say("spooled", **values)
+        parts = [self.say("ticket", **values)]
+        if ticket.severity != "normal":
+            parts.append(self.say("escalated", **values))
+        return " ".join(parts)
+
+    def values(self, receipt: Receipt) -> dict[str, Any]:
+        ticket, lender = receipt.ticket, self.terms.lender
+        fmt = self.replies.get("date_format", "%Y-%m-%d %H:%M")
+        return {"ticket_id": ticket.id, "ack_due": self.rules.display(ticket.ack_due, fmt),
+                "resolve_due": self.rules.display(ticket.resolve_due, fmt),
+                "extended_days": self.rules.deadlines["extended_resolve"].amount,
+                "regulator_hotline": getattr(lender, "regulator_hotline", ""), "hotline": lender.hotline,
+                "hotline_hours": getattr(lender, "hotline_hours", ""),
+                "complaints_email": getattr(lender, "complaints_email", "")}
+
+    def say(self, key: str, **values: Any) -> str:
+        return " ".join(self.replies.get(key, "").format(**values).split())
+
+    def _repeated(self, customer: str) -> bool:
+        window = self.rules.repeat_window_days()
+        if not window or customer in ("", "anonymous"):
+            return False
+        try:
+            return bool(self.tickets.recent_complaints(customer, window))
+        except (SQLAlchemyError, OSError):  # the store is down: the ticket still goes to the spool
+            log.warning("could not check earlier complaints of %s", customer)
+            return False

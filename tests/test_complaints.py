@@ -1,0 +1,219 @@
+"""Complaints: the taxonomy and rule files, deadlines with the holiday calendar, severity and
+escalation, the shipped classifier, the complaint skill end to end on a real store, and
+`assistant complaints evaluate` on a small CFPB-format file."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from assistant.complaint_rules import complaint_rules_file, load_complaint_rules
+from assistant.complaints import SHARED_DATA, ComplaintClassifier, load_taxonomy, read_cfpb, taxonomy_file
+from assistant.complaints_cli import app
+from assistant.config import Settings
+from assistant.embeddings import load_embedder
+from assistant.skills.complaints import ComplaintSkill
+from assistant.terms import load_terms
+from assistant.tickets import TicketService
+from assistant.types import Conversation, Message, RouteDecision, Turn
+
+TEAMS = {"collections_conduct", "fees_billing", "fraud_security", "credit_reporting", "account_servicing",
+         "marketing_conduct", "data_privacy"}
+SHANGHAI = timezone(timedelta(hours=8))
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory) -> Settings:
+    return Settings(data_dir=tmp_path_factory.mktemp("complaints"), _env_file=None)
+
+
+@pytest.fixture(scope="module")
+def rules(settings):
+    return load_complaint_rules(complaint_rules_file(settings))
+
+
+@pytest.fixture(scope="module")
+def classifier(settings) -> ComplaintClassifier:
+    return ComplaintClassifier(settings, load_embedder(settings))
+
+
+# --- rule files ------------------------------------------------------------------------------------------
+
+def test_taxonomy_has_the_products_issues_and_teams(settings):
+    taxonomy = load_taxonomy(taxonomy_file(settings))
+    assert len(taxonomy.products) >= 6 and len(taxonomy.issues) >= 15
+    assert {i.team for i in taxonomy.issues.values()} == TEAMS
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "cfpb_complaints_train.csv").is_file(), reason="no shared CFPB data")
+def test_every_cfpb_label_in_the_shared_data_is_mapped(settings):
+    taxonomy = load_taxonomy(taxonomy_file(settings))
+    with (SHARED_DATA / "cfpb_complaints_train.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["Product"] for r in rows if taxonomy.product_for_cfpb(r["Product"]) is None} == set()
+    unmapped = {r["Issue"] for r in rows} - {c for i in taxonomy.issues.values() for c in i.cfpb}
+    assert unmapped == set()
+
+
+def test_deadlines_agree_with_the_terms_file(settings, rules):
+    figures = load_terms(settings.terms_file).complaints
+    assert rules.deadlines["acknowledge"].unit == "hours"
+    assert rules.deadlines["acknowledge"].amount == figures["acknowledge_within_hours"]
+    assert rules.deadlines["resolve"].amount == figures["resolve_within_days"]
+    assert rules.deadlines["extended_resolve"].amount == figures["extended_resolve_within_days"]
+    assert rules.deadlines["resolve"].unit == rules.deadlines["extended_resolve"].unit == "calendar_days"
+
+
+def test_calendar_days_working_days_and_holidays(rules):
+    created = datetime(2026, 9, 20, 23, 30, tzinfo=SHANGHAI)  # a Sunday, but a make-up working day
+    due = rules.deadlines_for(created)
+    assert due.ack_due == created + timedelta(hours=24)
+    assert due.resolve_due == datetime(2026, 10, 5, 23, 59, 59, tzinfo=SHANGHAI)  # calendar days: mid-holiday
+    assert due.extended_resolve_due == datetime(2026, 10, 20, 23, 59, 59, tzinfo=SHANGHAI)
+    # the extension notice is due 2 working days before 5 October: 1-7 October is the National Day
+    # holiday, 28-30 September are working days, so the notice is due on 29 September
+    assert due.extension_notice_due == datetime(2026, 9, 29, 23, 59, 59, tzinfo=SHANGHAI)
+    assert rules.is_working_day(date(2026, 9, 20)) and not rules.is_working_day(date(2026, 10, 7))
+    assert rules.add_working_days(date(2026, 2, 13), 1) == date(2026, 2, 14)  # Saturday make-up day
+    assert rules.add_working_days(date(2026, 2, 14), 1) == date(2026, 2, 24)  # Spring Festival
+
+
+def test_handoff_answer_time_counts_service_hours(rules):
+    late = datetime(2026, 11, 28, 20, 30, tzinfo=SHANGHAI)  # 30 minutes before the hotline closes
+    assert rules.handoff_due(late, "normal") == datetime(2026, 11, 29, 11, 30, tzinfo=SHANGHAI)
+    assert rules.handoff_due(late, "urgent") == datetime(2026, 11, 29, 8, 30, tzinfo=SHANGHAI)
+    night = datetime(2026, 11, 29, 3, 0, tzinfo=SHANGHAI)
+    assert rules.handoff_due(night, "high") == datetime(2026, 11, 29, 10, 0, tzinfo=SHANGHAI)
+
+
+@pytest.mark.parametrize("text, issue, urgency, severity, fired", [
+    ("The late fee was wrong, please refund it", "fees_interest", [], "normal", []),
+    ("Refund the fee or I will report you to the regulator", "fees_interest", [], "high", ["regulator_threat"]),
+    ("I'll tell the newspapers how you treat people", "account_management", [], "high", ["press_threat"]),
+    ("The interest rate you charged is higher than my contract says", "fees_interest", [], "high", ["rate_dispute"]),
+    ("Your agent called my employer about my loan", "collection_conduct", [], "high", ["collection_harassment"]),
+    ("This is the third time I'm writing about this", "payment_problem", [], "high", ["repeated_complaint"]),
+    ("Someone took a loan in my name", "fraud_identity_theft", ["identity_theft"], "urgent", []),
+])
+def test_severity_and_escalation_triggers(rules, text, issue, urgency, severity, fired):
+    got_severity, got_fired = rules.assess(text, issue, urgency)
+    assert got_severity == severity and set(fired) <= set(got_fired)
+    if not fired:
+        assert got_fired == []
+
+
+def test_a_repeat_complaint_is_escalated(rules):
+    assert rules.assess("The fee is wrong", "fees_interest", [], repeated=True) == ("high", ["repeated_complaint"])
+
+
+# --- classifier ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, team", [
+    ("The debt collector keeps calling my mother and told my boss about my debt", "collections_conduct"),
+    ("My credit report shows a late payment that is wrong and you refuse to correct it", "credit_reporting"),
+    ("You charged me a late fee and interest I never agreed to", "fees_billing"),
+    ("You sold my personal data and ran a credit check without my permission", "data_privacy"),
+    ("Your advert promised 0% interest but that was misleading", "marketing_conduct"),
+])
+def test_classifier_routes_to_the_owning_team(classifier, text, team):
+    assert classifier.classify(text).team == team
+
+
+def test_a_named_product_wins(classifier):
+    c = classifier.classify("The Meadow Mall installments for my phone were charged twice")
+    assert c.product == "mall" and c.product_source == "named" and c.product_confidence == 1.0
+
+
+# --- the skill on a real store -----------------------------------------------------------------------------
+
+def _turn(conversation: Conversation, message: str, **route) -> Turn:
+    return Turn(conversation=conversation, message=message, route=RouteDecision(intent="complaint", **route))
+
+
+def test_complaint_skill_asks_for_details_then_opens_a_ticket(settings, classifier, tmp_path):
+    tickets = TicketService(settings.model_copy(update={"data_dir": tmp_path / "data"}),
+                            redact=lambda t: t.replace("13812345678", "[PHONE]"))
+    skill = ComplaintSkill(tickets.settings, tickets, classifier=classifier)
+    conversation = Conversation(customer_id="cust-7")
+    ask = skill.respond(_turn(conversation, "I want to make a complaint"))
+    assert ask.path == "form" and conversation.state["complaint"]["active"]
+    conversation.messages += [Message(role="user", content="I want to make a complaint"),
+                              Message(role="assistant", content=ask.text, meta={"path": "form"})]
+    reply = skill.respond(_turn(conversation, "Your collector called my mother at 11pm, call me on 13812345678"))
+    assert reply.path == "ticket" and not conversation.state["complaint"]["active"]
+    ticket = tickets.get(reply.ticket["id"])
+    assert ticket.team == "collections_conduct" and ticket.severity == "high"
+    assert "13812345678" not in ticket.text and "[PHONE]" in ticket.text
+    assert "I want to make a complaint" in ticket.text  # the opening message is kept with the details
+    for shown in (ticket.id, f"{ticket.ack_due.astimezone(SHANGHAI):%Y-%m-%d %H:%M}",
+                  f"{ticket.resolve_due.astimezone(SHANGHAI):%Y-%m-%d %H:%M}", "12378"):
+        assert shown in reply.text
+    again = skill.respond(_turn(conversation, "You still haven't fixed the collector calls and they call my family"))
+    assert tickets.get(again.ticket["id"]).escalations.count("repeated_complaint") == 1
+
+
+# --- the evaluate command ----------------------------------------------------------------------------------
+
+def _cfpb_sample(path: Path, rows: list[dict[str, str]]) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["Product", "Issue", "Consumer complaint narrative", "Complaint ID"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED_DATA / "cfpb_complaints_train.csv").is_file(), reason="no shared CFPB data")
+def test_evaluate_prints_both_models_on_any_cfpb_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("ASSISTANT_DATA_DIR", str(tmp_path / "data"))
+    with (SHARED_DATA / "cfpb_complaints_train.csv").open(newline="") as f:
+        rows = [{k: r[k] for k in ("Product", "Issue", "Consumer complaint narrative", "Complaint ID")}
+                for r in csv.DictReader(f) if r["Consumer complaint narrative"].strip()][:360]
+    train = _cfpb_sample(tmp_path / "train.csv", rows[:300])
+    test = _cfpb_sample(tmp_path / "test.csv", rows[300:])
+    result = CliRunner().invoke(app, ["evaluate", "--data", str(test), "--train", str(train), "--json"])
+    assert result.exit_code in (0, 1), result.output  # 1: did not beat the baseline on this tiny sample
+    report = json.loads(result.stdout)
+    assert report["n_test"] == 60 and report["n_train"] == 300
+    for task in ("product", "issue"):
+        for model in ("model", "baseline"):
+            assert 0 <= report[task][model]["accuracy"] <= 1 and 0 <= report[task][model]["macro_f1"] <= 1
+    assert result.exit_code == (0 if report["beats_baseline"] else 1)
+
+
+def test_evaluate_rejects_bad_input(tmp_path, monkeypatch):
+    monkeypatch.setenv("ASSISTANT_DATA_DIR", str(tmp_path / "data"))
+    not_cfpb = tmp_path / "x.csv"
+    not_cfpb.write_text("text,label\nhello,answer\n")
+    runner = CliRunner()
+    result = runner.invoke(app, ["evaluate", "--data", str(not_cfpb), "--json"])
+    assert result.exit_code == 2 and "CFPB format" in json.loads(result.stdout)["error"]
+    result = runner.invoke(app, ["evaluate", "--json"])
+    assert result.exit_code == 2 and "--shared-split" in json.loads(result.stdout)["error"]
+    result = runner.invoke(app, ["evaluate", "--data", str(tmp_path / "missing.csv"), "--json"])
+    assert result.exit_code == 2 and "not found" in json.loads(result.stdout)["error"]
+
+
+def test_read_cfpb_maps_labels(settings, tmp_path):
+    taxonomy = load_taxonomy(taxonomy_file(settings))
+    path = _cfpb_sample(tmp_path / "s.csv", [
+        {"Product": "Debt collection", "Issue": "Communication tactics", "Complaint ID": "1",
+         "Consumer complaint narrative": "XXXX called me {$25.00} times"},
+        {"Product": "Mortgage", "Issue": "Some new CFPB issue", "Complaint ID": "2",
+         "Consumer complaint narrative": "escrow problem"},
+        {"Product": "Debt collection", "Issue": "x", "Complaint ID": "3", "Consumer complaint narrative": ""}])
+    rows = read_cfpb(path, taxonomy)
+    assert [(r.product, r.issue, r.text) for r in rows] == [
+        ("collections", "collection_conduct", "called me times"),
+        ("secured_loan", taxonomy.fallback_issue, "escrow problem")]
+
+
+def test_rule_files_parse():
+    for name in ("complaints.yaml", "complaint_taxonomy.yaml", "routing.yaml"):
+        assert yaml.safe_load((Settings(_env_file=None).knowledge_dir / "rules" / name).read_text())
