@@ -14,9 +14,15 @@ from assistant.loans import load_loan_replies, make_loan_answerer
 from assistant.pipeline import Assistant
 from assistant.router import Router
 from assistant.scoring.client import make_scoring_client
+from assistant.complaints import ComplaintClassifier
+from assistant.embeddings import load_embedder
 from assistant.skills.answer import AnswerSkill
+from assistant.skills.complaints import ComplaintSkill
 from assistant.skills.eligibility import EligibilitySkill
+from assistant.skills.handoff import HandoffSkill
+from assistant.skills.smalltalk import ClarifySkill, SmalltalkSkill
 from assistant.terms import load_terms
+from assistant.tickets import TicketService
 
 
 def build_knowledge(settings: Settings) -> KnowledgeBase:
@@ -32,12 +38,20 @@ def build_assistant(settings: Settings, kb: KnowledgeBase | None = None, chat_mo
     chat_model = chat_model or make_chat_model(settings)
     terms = load_terms(settings.terms_file)
     guard = Guard(settings)
+    embedder = load_embedder(settings)
+    tickets = TicketService(settings, redact=guard.redact)
+    classifier = ComplaintClassifier(settings, embedder=embedder)
     loan_answerer = make_loan_answerer(terms, load_loan_replies(settings.prompts_dir),
                                        default_product=settings.eligibility_product)
     skills = {
         "answer": AnswerSkill(settings, kb, chat_model, terms, loan_answerer=loan_answerer),
         "eligibility": EligibilitySkill(settings, make_scoring_client(settings), terms,
                                         chat_model=chat_model if settings.llm_backend == "openai" else None),
+        "complaint": ComplaintSkill(settings, tickets, classifier, terms),
+        "handoff": HandoffSkill(settings, tickets, classifier, terms),
+        "smalltalk": SmalltalkSkill(settings, terms),
+        "out_of_scope": SmalltalkSkill(settings, terms),
+        "clarify": ClarifySkill(settings, terms),
     }
     recorder = AuditLog(settings, redact=guard.redact) if audit else None
-    return Assistant(settings, guard=guard, router=Router(settings), skills=skills, audit=recorder)
+    return Assistant(settings, guard=guard, router=Router(settings, embedder), skills=skills, audit=recorder)

@@ -10,7 +10,7 @@ from assistant.config import Settings
 from assistant.guard import Guard, InputError
 from assistant.router import Router
 from assistant.skills.base import Skill, final_reply
-from assistant.types import Conversation, Delta, GuardVerdict, Message, Reply, Turn, new_id
+from assistant.types import Conversation, Delta, GuardVerdict, Message, Reply, RouteDecision, Turn, new_id
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,10 @@ class Assistant:
         t = time.perf_counter()
         route = self.router.route(conversation, verdict.text)
         timings["route"] = _ms(t)
-        skill = self.skills.get(route.intent) or self.skills["answer"]
-        turn = Turn(conversation=conversation, message=verdict.text, route=route, trace_id=trace_id)
+        skill = self._skill_for(route)
+        # After a clarifying question the router may hand back the message it was about.
+        message = getattr(route, "message", None) or verdict.text
+        turn = Turn(conversation=conversation, message=message, route=route, trace_id=trace_id)
         t = time.perf_counter()
         reply: Reply | None = None
         streaming = True
@@ -91,6 +93,11 @@ class Assistant:
         reply = self.guard.check_output(conversation, reply)
         timings["guard_out"] = _ms(t)
         return reply
+
+    def _skill_for(self, route: RouteDecision) -> Skill:
+        if route.reason == "low_confidence" and "clarify" in self.skills:
+            return self.skills["clarify"]
+        return self.skills.get(route.intent) or self.skills["answer"]
 
     def _passes_output_guard(self, conversation: Conversation, piece: str) -> bool:
         """A streamed piece goes out only if the output guard would send it unchanged; after the

@@ -10,7 +10,8 @@ from assistant.components import build_assistant
 from assistant.knowledge import KnowledgeBase
 from assistant.skills.answer import resolve_query
 from assistant.terms import load_terms
-from assistant.types import Conversation, Delta, Message, Reply
+from assistant.skills.base import final_reply
+from assistant.types import Conversation, Delta, Message, Reply, RouteDecision, Turn
 from tests.conftest import make_settings
 
 
@@ -46,9 +47,17 @@ def test_faq_fast_path_answers_with_the_curated_text(assistant):
 
 
 def test_unanswerable_question_gets_no_answer_and_an_agent(assistant):
-    reply = assistant.reply(Conversation(), "Which crypto coin should I buy this week?")
+    # Straight to the answer skill: the router would send this one to the out-of-scope reply.
+    turn = Turn(conversation=Conversation(), message="Which crypto coin should I buy this week?",
+                route=RouteDecision(intent="answer"))
+    reply = final_reply(assistant.skills["answer"].stream(turn))
     assert reply.path == "no_answer"
     assert "agent" in reply.text and not reply.citations
+
+
+def test_out_of_scope_question_is_declined_politely(assistant):
+    reply = assistant.reply(Conversation(), "Which crypto coin should I buy this week?")
+    assert reply.path in {"refused", "no_answer"} and not reply.citations
 
 
 @pytest.mark.slow

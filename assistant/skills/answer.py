@@ -18,8 +18,8 @@ from assistant.verify import figures, sentences, verify_answer
 
 LoanAnswerer = Callable[[str], "tuple[str, ToolCall] | None"]
 
-_FOLLOW_UP = re.compile(r"^\s*(and|also|what about|how about|and what|what if|same for|is it|does it|"
-                        r"can i|how much|how long|and the|what's the|whats the)\b", re.I)
+_FOLLOW_UP = re.compile(r"^\s*(and|also|what about|how about|what if|same for|then)\b", re.I)
+_REFERENCE = re.compile(r"\b(it|its|that|this|those|them|they|there)\b", re.I)
 MAX_EXTRACT_SENTENCES = 3
 
 
@@ -147,17 +147,16 @@ def resolve_query(conversation: Conversation, message: str, terms: Terms) -> tup
     if products:
         return message, products
     earlier = conversation.user_turns()
-    if not earlier:
-        return message, []
-    is_follow_up = bool(_FOLLOW_UP.match(message)) or len(message.split()) <= 6
-    if not is_follow_up:
+    cued = bool(_FOLLOW_UP.match(message))
+    refers_back = bool(_REFERENCE.search(message)) and len(message.split()) <= 8
+    if not earlier or not (cued or refers_back):
         return message, []
     for previous in reversed(earlier[-3:]):
         previous_products = terms.products_mentioned(previous)
         if previous_products:
             names = " ".join(terms.products[p].name for p in previous_products)
             return f"{message} {names}", previous_products
-    return f"{message} {earlier[-1]}", []
+    return (f"{message} {earlier[-1]}", []) if cued else (message, [])
 
 
 def product_filter(products: list[str]) -> dict[str, Any] | None:
