@@ -212,6 +212,9 @@ def eval_command(ctx: typer.Context) -> None:
 
 def _register_subcommands() -> None:
     from assistant.audit_cli import app as audit_app
+    from assistant.complaints_cli import app as complaints_app
+    from assistant.router_cli import app as router_app
+    from assistant.tickets_cli import app as tickets_app
     from assistant.marketing_cli import compliance_app, copy_command
     from assistant.loans_cli import app as loans_app
     from assistant.scoring.cli import app as scoring_app
@@ -219,6 +222,9 @@ def _register_subcommands() -> None:
     app.add_typer(scoring_app, name="scoring", help="The eligibility scorecard: train, evaluate, score, serve.")
     app.add_typer(loans_app, name="loan", help="The loan calculator: schedules, early repayment, late fees.")
     app.add_typer(audit_app, name="audit", help="The hash-chained audit log: verify, show.")
+    app.add_typer(router_app, name="router", help="The intent router: train, evaluate, route.")
+    app.add_typer(tickets_app, name="tickets", help="Complaint and hand-off tickets: list, show, update, SLA report.")
+    app.add_typer(complaints_app, name="complaints", help="The complaint classifier: classify, evaluate, train.")
     app.command("copy", help="Draft campaign copy from a brief that passes compliance.")(copy_command)
     app.add_typer(compliance_app, name="compliance", help="Check copy against the compliance rule pack.")
 
