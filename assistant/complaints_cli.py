@@ -108,7 +108,7 @@ def _print(report: dict[str, Any]) -> None:
             continue
         for name in ("model", "baseline"):
             m = report[task][name]
-            label = "embeddings + LR" if name == "model" else "TF-IDF + LR (baseline)"
+            label = "ours: embeddings + selected TF-IDF, LR" if name == "model" else "baseline: TF-IDF + LR"
             table.add_row(task, label, f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}", str(m["n"]))
     Console().print(table)
     Console().print("beats the baseline" if report["beats_baseline"] else "[red]does not beat the baseline[/red]")
