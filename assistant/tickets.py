@@ -269,7 +269,12 @@ class TicketService:
         """Commit every spooled ticket (idempotent); returns the ids committed now."""
         done = []
         for path in self.spool.pending():
-            ticket = self.spool.read(path)
+            try:
+                ticket = self.spool.read(path)
+            except (ValueError, OSError):
+                log.error("unreadable spool file %s set aside as .bad for a person to look at", path)
+                path.replace(path.with_suffix(".bad"))
+                continue
             if self._insert(ticket):
                 done.append(ticket.id)
             self.spool.remove(ticket.id)
@@ -289,12 +294,12 @@ class TicketService:
         with self.sessions() as session:
             if session.get(TicketRow, ticket.id) is not None:
                 return False
-            session.add(TicketRow(**ticket.model_dump(exclude={"events"})))
-            session.flush()  # the ticket row before its events (the foreign key)
-            session.add_all(TicketEventRow(ticket_id=ticket.id, **e.model_dump()) for e in ticket.events)
             try:
+                session.add(TicketRow(**ticket.model_dump(exclude={"events"})))
+                session.flush()  # the ticket row before its events (the foreign key)
+                session.add_all(TicketEventRow(ticket_id=ticket.id, **e.model_dump()) for e in ticket.events)
                 session.commit()
-            except IntegrityError:
+            except IntegrityError:  # another worker replayed it first
                 session.rollback()
                 return False
         return True

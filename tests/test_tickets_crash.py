@@ -103,3 +103,13 @@ def test_store_down_keeps_the_ticket_in_the_spool_until_it_is_back(tmp_path):
     assert second.stored
     assert up.get(receipt.ticket.id).created_at == receipt.ticket.created_at  # replayed after a good commit
     assert not up.spool.pending()
+
+
+def test_an_unreadable_spool_file_is_set_aside_not_fatal(tmp_path):
+    service = TicketService(_settings(tmp_path / "data"))
+    service.spool.folder.mkdir(parents=True)
+    (service.spool.folder / "CMP-000000-BROKEN.json").write_text('{"id": "CMP-000000-BROKEN", "kind"')
+    good = service.new_ticket(TicketDraft(kind="complaint", customer_ref="c", text="late fee", team="fees_billing"))
+    service.spool.write(good)
+    assert service.replay_spool() == [good.id]
+    assert (service.spool.folder / "CMP-000000-BROKEN.bad").is_file() and not service.spool.pending()
