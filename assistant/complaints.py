@@ -269,7 +269,7 @@ def train(settings: Settings, out_dir: Path, rows: list[ComplaintRow], embedder:
 
 
 def evaluate(settings: Settings, test: list[ComplaintRow], train_rows: list[ComplaintRow],
-             embedder: Any = None, taxonomy: Taxonomy | None = None) -> dict[str, Any]:
+             embedder: Any = None, taxonomy: Taxonomy | None = None, keep_predictions: bool = False) -> dict[str, Any]:
     """Train our classifier and the TF-IDF baseline on `train_rows` (minus any text also in
     `test`), measure both on `test`: product and issue accuracy and macro-F1."""
     started = time.perf_counter()
@@ -291,6 +291,8 @@ def evaluate(settings: Settings, test: list[ComplaintRow], train_rows: list[Comp
         truth, ours = zip(*pairs)
         base = _baseline_predictions(train_rows, [r for r in test if getattr(r, task)], task)
         report[task] = {"model": metrics(truth, ours), "baseline": metrics(truth, base)}
+        if keep_predictions:  # per-row labels, for the eval report's confusion matrices
+            report[task]["predictions"] = {"truth": list(truth), "model": list(ours), "baseline": list(base)}
         report[task]["beats_baseline"] = (report[task]["model"]["macro_f1"] > report[task]["baseline"]["macro_f1"]
                                           and report[task]["model"]["accuracy"] >= report[task]["baseline"]["accuracy"])
     report["unmapped_products"] = sum(1 for r in test if r.product is None)
@@ -299,7 +301,8 @@ def evaluate(settings: Settings, test: list[ComplaintRow], train_rows: list[Comp
 
 
 def evaluation_report(settings: Settings, data: Path | None = None, train_files: Sequence[Path] = (),
-                      shared_dir: Path = SHARED_DATA, embedder: Any = None) -> dict[str, Any]:
+                      shared_dir: Path = SHARED_DATA, embedder: Any = None,
+                      keep_predictions: bool = False) -> dict[str, Any]:
     """The complaints eval: on `data` (any CFPB-format file; default the test split made from the
     shared data), our classifier beside the TF-IDF baseline, both trained on `train_files`
     (default the shared data, minus the test rows)."""
@@ -311,7 +314,8 @@ def evaluation_report(settings: Settings, data: Path | None = None, train_files:
         train_rows = ([r for path in train_files for r in read_cfpb(path, taxonomy)] if train_files
                       else shared_rows(taxonomy, shared_dir))
     report = {"data": str(data) if data else f"shared split ({TEST_PERCENT}%)",
-              **evaluate(settings, test, train_rows, embedder=embedder, taxonomy=taxonomy)}
+              **evaluate(settings, test, train_rows, embedder=embedder, taxonomy=taxonomy,
+                         keep_predictions=keep_predictions)}
     report["beats_baseline"] = all(report[t]["beats_baseline"] for t in ("product", "issue") if t in report)
     return report
 
