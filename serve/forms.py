@@ -37,5 +37,26 @@ def form_hint(reply: Reply, fields: Callable[[], list[Any]],
         info = None
     if info is None:
         return {**hint, "field": asking}
-    choices = list(info.choices or []) if info.kind == "choice" else YES_NO if info.kind == "bool" else []
+    choices = choice_replies(info) if info.kind == "choice" else YES_NO if info.kind == "bool" else []
     return {**hint, "field": asking, "label": info.label, "kind": info.kind, "unit": info.unit, "choices": choices}
+
+
+def choice_replies(field: Any) -> list[str]:
+    """Each choice as words the form itself reads back as that choice ("used car" -> used_car); a
+    choice no such words reach (a band like "1_to_4_years") is left for the customer to type."""
+    try:
+        from assistant.skills.eligibility_form import parser_for
+
+        parse = parser_for(field)
+    except Exception:  # no form parser: no quick replies
+        return []
+    replies = []
+    for code in field.choices or []:
+        for text in (code.replace("_", " "), code):
+            try:
+                if parse(text, True) == code:
+                    replies.append(text)
+                    break
+            except Exception:
+                continue
+    return replies

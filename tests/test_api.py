@@ -1,7 +1,7 @@
 """The web API on a real server (`assistant serve` on a loopback port) with the real model and index.
 
 One server for the module, started with small limits so 429 and 503 can be provoked:
-one turn at a time with one waiting (web_turn_slots=1, web_turn_queue=1), 12 requests a minute
+one turn at a time with one waiting (web_turn_slots=1, web_turn_queue=1), 30 requests a minute
 per customer. Questions mostly take the FAQ path, so turns are fast."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from serve.auth import key_digest
 pytestmark = pytest.mark.slow
 
 FAQ_QUESTION = "What is the APR of Meadow Cash?"
-REQUESTS_PER_MINUTE = 12
+REQUESTS_PER_MINUTE = 30
 
 
 @pytest.fixture(scope="module")
@@ -338,3 +338,44 @@ def test_eligibility_scores_an_applicant_and_names_each_bad_field(client, custom
                       headers=auth(customer["customer_token"]))
     assert bad.status_code == 422
     assert {d["field"] for d in bad.json()["error"]["details"]} >= {"age", "purpose"}
+
+
+# --- skills reached through the chat: hand-off, complaint, eligibility form -----------------------
+
+
+def test_talk_to_a_person_opens_a_handoff_ticket(client, customer):
+    reply = chat(client, customer["customer_token"], "I'd like to talk to a person, please.",
+                 customer["conversation_id"]).json()["reply"]
+    assert reply["intent"] == "handoff" and reply["ticket"]["kind"] == "handoff", reply
+    assert reply["ticket"]["id"] in reply["text"]
+    mine = client.get("/api/tickets", headers=auth(customer["customer_token"])).json()
+    assert reply["ticket"]["id"] in [t["id"] for t in mine]
+
+
+def test_a_complaint_in_the_chat_is_acknowledged_with_its_ticket_and_deadlines(client, customer):
+    reply = chat(client, customer["customer_token"],
+                 "I want to complain: you charged me a late fee twice for the same installment and nobody answers.",
+                 customer["conversation_id"]).json()["reply"]
+    assert reply["intent"] == "complaint" and reply["path"] == "ticket", reply
+    ticket = reply["ticket"]
+    assert ticket["id"] in reply["text"] and ticket["ack_due"] and ticket["resolve_due"]
+
+
+def test_the_eligibility_form_runs_through_the_chat_with_quick_replies(client, customer):
+    token, conversation_id = customer["customer_token"], customer["conversation_id"]
+    reply = chat(client, token, "Am I eligible for a Meadow Cash loan?", conversation_id).json()["reply"]
+    assert reply["intent"] == "eligibility" and reply["form"] and reply["form"]["field"], reply
+    for _ in range(12):  # answer each question: a choice when offered, else a plausible figure
+        form = reply["form"]
+        if not form:
+            break
+        answer = form["choices"][0] if form["choices"] else FORM_ANSWERS.get(form["field"], "30")
+        if form["stage"] == "consent":
+            answer = "yes"
+        reply = chat(client, token, answer, conversation_id).json()["reply"]
+    assert reply["path"] == "tool" and reply["form"] is None, reply
+    assert reply["tool_calls"] and reply["tool_calls"][0]["name"]
+
+
+FORM_ANSWERS = {"amount": "20000 CNY", "term_months": "12 months", "savings": "5000", "age": "35",
+                "monthly_income": "12000 CNY a month", "employment": "5 years"}

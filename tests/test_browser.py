@@ -9,6 +9,7 @@ Selenium, against `assistant serve` on a loopback port with the real model and i
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -161,3 +162,14 @@ def test_staff_pages_after_login_highlight_compliance_findings(browser, server):
     next(b for b in browser.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Check compliance").click()
     mark = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "mark.sev-critical"))[0]
     assert "guaranteed approval" in mark.text.lower()
+
+
+def test_talk_to_a_person_shows_the_ticket(browser, server):
+    phone_width(browser, False)
+    browser.get(server.url + "/chat/")
+    wait = WebDriverWait(browser, 60)
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#handoff")).click()
+    card = WebDriverWait(browser, 120).until(
+        lambda d: next((e for e in d.find_elements(By.CSS_SELECTOR, "#ticket") if e.is_displayed()
+                        and "Ticket" in e.text), None))
+    assert re.search(r"Ticket [A-Z]+-\d{6}-\w+", card.text) and "answers by" in card.text

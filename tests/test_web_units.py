@@ -121,10 +121,13 @@ class _Field:
         self.name, self.kind, self.choices, self.label, self.unit = name, kind, choices, label, unit
 
 
-def test_form_hint_offers_the_fields_choices():
-    fields = lambda: [_Field("housing", "choice", ["own", "rent"], "Housing"), _Field("amount", "number")]  # noqa: E731
-    asking = Reply(text="?", path="form", meta={"eligibility": {"stage": "collect", "asking": "housing"}})
-    assert form_hint(asking, fields)["choices"] == ["own", "rent"]
+def test_form_hint_offers_the_choices_the_form_reads_back():
+    fields = lambda: [_Field("purpose", "choice", ["used_car", "furniture"], "Purpose"),  # noqa: E731
+                      _Field("employment", "choice", ["unemployed", "1_to_4_years"]), _Field("amount", "number")]
+    asking = Reply(text="?", path="form", meta={"eligibility": {"stage": "collect", "asking": "purpose"}})
+    assert form_hint(asking, fields)["choices"] == ["used car", "furniture"]
+    bands = Reply(text="?", path="form", meta={"eligibility": {"stage": "collect", "asking": "employment"}})
+    assert form_hint(bands, fields)["choices"] == ["unemployed"]  # "1 to 4 years" would read as 4 years
     consent = Reply(text="?", path="form", meta={"eligibility": {"stage": "consent"}})
     assert form_hint(consent, fields)["choices"] == ["yes", "no"]
     amount = Reply(text="?", path="form", meta={"eligibility": {"stage": "collect", "asking": "amount"}})
