@@ -48,7 +48,7 @@ def server(tmp_path_factory, model_cache):
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+def browser(tmp_path_factory, server):  # after the server starts, before it stops
     os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not try to download a driver
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
