@@ -28,7 +28,7 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 # FAQ-type questions that the answer skill takes on its FAQ path (the report counts the paths taken).
 QUESTIONS = [
-    "What is the APR of Meadow Cash?", "How much is the late fee?", "Who can apply for a Meadow loan?",
+    "What is the APR of Meadow Cash?", "How much is the late fee?", "What documents do I need to apply?",
     "Is there an early repayment fee?", "Is there an annual fee?", "How do I make a complaint to Meadow?",
     "Can I make a partial early repayment?", "How long does it take to get a decision?",
     "Is there a fee for paying off Meadow Cash early?", "How do I reset my Meadow app password?",
