@@ -58,39 +58,29 @@ def build_customer_ui(s: Services) -> gr.Blocks:
                                   for q in suggested_questions("en")]
         person = gr.Button("Talk to a person", size="sm", elem_id="handoff")
 
-        async def respond(text: str, history: list, state: dict | None, request: gr.Request | None = None):
-            async for update in chat_turn(s, text, history, state, request):
+        async def respond(text: str | None, history: list, state: dict | None):
+            async for update in chat_turn(s, text or "", history, state):
                 yield update
 
-        async def respond_fixed(button_text: str, history: list, state: dict | None,
-                                request: gr.Request | None = None):
-            async for update in chat_turn(s, button_text, history, state, request):
+        async def talk_to_person(history: list, state: dict | None):
+            async for update in chat_turn(s, HANDOFF_MESSAGE, history, state):
                 yield update
 
-        async def talk_to_person(history: list, state: dict | None, request: gr.Request | None = None):
-            async for update in chat_turn(s, HANDOFF_MESSAGE, history, state, request):
-                yield update
-
-        async def quick_reply(choice: str | None, history: list, state: dict | None,
-                              request: gr.Request | None = None):
-            async for update in chat_turn(s, choice or "", history, state, request):
-                yield update
+        def on_like(state: dict | None, data: gr.LikeData) -> None:
+            record_feedback(s, state, data)
 
         outputs = [chatbot, message, session, ticket, quick]
         send.click(respond, [message, chatbot, session], outputs, api_visibility="private")
         message.submit(respond, [message, chatbot, session], outputs, api_visibility="private")
-        for button in suggestion_buttons:
-            button.click(respond_fixed, [button, chatbot, session], outputs, api_visibility="private")
+        for button in suggestion_buttons:  # a suggestion sends its own text
+            button.click(respond, [button, chatbot, session], outputs, api_visibility="private")
+        quick.input(respond, [quick, chatbot, session], outputs, api_visibility="private")
         person.click(talk_to_person, [chatbot, session], outputs, api_visibility="private")
-        quick.input(quick_reply, [quick, chatbot, session], outputs, api_visibility="private")
-        def on_like(state: dict | None, data: gr.LikeData) -> None:
-            record_feedback(s, state, data)
-
         chatbot.like(on_like, [session], None, api_visibility="private")
     return demo
 
 
-async def chat_turn(s: Services, text: str, history: list | None, state: dict | None, request: Any = None):
+async def chat_turn(s: Services, text: str, history: list | None, state: dict | None):
     """One turn for the chat page: yields (history, textbox, state, ticket, quick replies) while streaming."""
     history = list(history or [])
     text = (text or "").strip()
