@@ -79,18 +79,27 @@ def extract_figures(text: str) -> set[str]:
     return found
 
 
-def invented_figures(answer: str, sources: Iterable[str], allowed: Iterable[str] = ()) -> list[str]:
+def invented_figures(answer: str, sources: Iterable[str], allowed: Iterable[str] = (),
+                     structured: Iterable[str] = ()) -> list[str]:
     """Figures in the answer that occur in none of the source texts (the cited chunks) nor in
-    the allowed texts (fixed replies the assistant may append, such as the hotline)."""
+    the allowed texts (fixed replies the assistant may append, such as the hotline).
+    `structured` sources (a tool's JSON result) carry no units: each of their numbers backs
+    both the plain figure and the percentage ("apr_pct": 9.9 backs "9.9%")."""
     backed: set[str] = set()
     for text in [*sources, *allowed]:
         backed |= extract_figures(text)
+    for text in structured:
+        for figure in extract_figures(text):
+            plain = figure.rstrip("%")
+            backed |= {plain, plain + "%"}
     return sorted(extract_figures(answer) - backed)
 
 
 # --- no-answer detection -------------------------------------------------------------------
 
-NO_ANSWER_PATHS = frozenset({"no_answer", "handoff"})
+# Paths on which the assistant declines to answer from the documents: "I don't know", a hand-off
+# to a person, or an out-of-scope refusal ("I can only help with Meadow's loans").
+NO_ANSWER_PATHS = frozenset({"no_answer", "handoff", "refused"})
 _NO_ANSWER_TEXT = re.compile(
     r"\b(i\s+(do\s+not|don'?t)\s+know|not\s+sure|cannot\s+(find|answer)|can'?t\s+(find|answer)|"
     r"no\s+information|(is|are)\s+not\s+(mentioned|provided|stated|covered)|does\s+not\s+(say|mention|cover)|"

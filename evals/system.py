@@ -134,6 +134,11 @@ class System:
             texts += list(_strings(yaml.safe_load(path.read_text(encoding="utf-8"))))
         return texts
 
+    @cached_property
+    def terms_text(self) -> str:
+        """terms.yaml as text: the figures a form, a ticket or a hand-off may quote from it."""
+        return Path(self.settings.terms_file).read_text(encoding="utf-8")
+
     def session(self, history: list[str] | None = None) -> Session:
         if self.endpoint:
             return EndpointSession(self, history or [])

@@ -31,8 +31,8 @@ DEFINITIONS = {
                                 "cited passages nor in the assistant's fixed replies. Target 0. The baseline is "
                                 "checked against all the passages it was given.",
     "citation_precision": "Mean share of the cited documents that are gold sources (answerable questions with citations).",
-    "no_answer_correct": "Unanswerable questions answered with a no-answer or a hand-off (path no_answer/handoff; "
-                         "for the baseline, a reply that says it does not know).",
+    "no_answer_correct": "Unanswerable questions met with a no-answer, a hand-off or an out-of-scope refusal "
+                         "(path no_answer/handoff/refused; for the baseline, a reply that says it does not know).",
     "false_no_answer_rate": "Answerable questions that got a no-answer instead of an answer.",
     "pass_rate": "Rows passed: answerable = all key facts and no invented figure; unanswerable = a no-answer.",
     "recall_at_5": "Retrieval (hybrid, as the answer skill retrieves): mean share of a question's gold documents "
@@ -137,24 +137,25 @@ def ask(system: System, row: dict[str, Any]) -> TargetReply:
 
 def grade(row: dict[str, Any], reply: TargetReply, fixed_texts: list[str]) -> dict[str, Any]:
     """One row's outcome, with the reasons it failed."""
-    backing = reply.cited_texts
-    if backing is not None:  # a tool's result backs the figures it returned (the loan calculator)
-        backing = backing + [json.dumps(t.get("result"), default=str) for t in reply.tool_calls if t.get("result")]
-    return grade_answer(row, reply.text, reply.path, reply.cited_doc_ids, backing,
-                        fixed_texts, reply.latency_ms, error=reply.error,
+    # A tool's result (the loan calculator's quote) backs the figures it returned.
+    structured = [json.dumps(t.get("result"), default=str) for t in reply.tool_calls if t.get("result")]
+    return grade_answer(row, reply.text, reply.path, reply.cited_doc_ids, reply.cited_texts,
+                        fixed_texts, reply.latency_ms, structured=structured, error=reply.error,
                         retrieved=reply.retrieved[:5], tool_calls=[t.get("name") for t in reply.tool_calls],
                         contexts=reply.cited_texts or [])
 
 
 def grade_answer(row: dict[str, Any], text: str, path: str | None, cited: list[str], cited_texts: list[str] | None,
-                 fixed_texts: list[str], latency_ms: float, **extra: Any) -> dict[str, Any]:
+                 fixed_texts: list[str], latency_ms: float, structured: list[str] | None = None,
+                 **extra: Any) -> dict[str, Any]:
     facts = row.get("key_facts") or []
     answerable = bool(row.get("answerable"))
     no_answer = m.is_no_answer(path, text)
     states_facts = not no_answer and (path in ANSWER_PATHS if path else bool(text))
     # Figures the customer wrote (an amount, an application number) are not invented by echoing them.
     allowed = [*fixed_texts, row.get("question", ""), *(row.get("history") or [])]
-    invented = m.invented_figures(text, cited_texts, allowed) if (states_facts and cited_texts is not None) else []
+    invented = (m.invented_figures(text, cited_texts, allowed, structured or [])
+                if (states_facts and cited_texts is not None) else [])
     found = m.facts_found(facts, text)
     why: list[str] = []
     if extra.get("error"):

@@ -110,7 +110,11 @@ def run(system: System, options: SuiteOptions) -> SuiteResult:
     return result
 
 
+TERMS_MARK = "# terms.yaml\n"
+
+
 def play(system: System, scenario: dict[str, Any]) -> dict[str, Any]:
+    fixed = [*system.fixed_texts, TERMS_MARK + system.terms_text]
     session = system.session()
     turns: list[dict[str, Any]] = []
     replies: list[TargetReply] = []
@@ -118,8 +122,8 @@ def play(system: System, scenario: dict[str, Any]) -> dict[str, Any]:
     for turn in scenario["turns"]:
         reply = session.send(str(turn["user"]))
         replies.append(reply)
-        checks, why = check_turn(turn.get("expect") or {}, reply, system.fixed_texts)
-        turns.append({"user": turn["user"], "answer": reply.text, "path": reply.path,
+        checks, why = check_turn(turn.get("expect") or {}, reply, fixed)
+        turns.append({"user": str(turn["user"]), "answer": reply.text, "path": reply.path,
                       "citations": reply.cited_doc_ids, "tools": [t.get("name") for t in reply.tool_calls],
                       "ticket": bool(reply.ticket), "latency_ms": reply.latency_ms,
                       "checks": checks, "passed": all(checks.values()), "why": "; ".join(why)})
@@ -127,7 +131,7 @@ def play(system: System, scenario: dict[str, Any]) -> dict[str, Any]:
     # Assertions that must hold on some turn (a form's tool call comes when its last field is in,
     # whichever order it asks in).
     for name, wanted in (scenario.get("expect_somewhere") or {}).items():
-        held = [ASSERTIONS[name](wanted, reply, system.fixed_texts) for reply in replies]
+        held = [ASSERTIONS[name](wanted, reply, fixed) for reply in replies]
         ok = any(h for h, _ in held)
         somewhere[name] = ok
         if not ok:
@@ -228,15 +232,22 @@ def _figures(wanted: Any, reply: TargetReply, _fixed: list[str]) -> tuple[bool, 
     return not missing, f"figures missing: {missing}"
 
 
+CONTENT_PATHS = {"faq", "generated", "extractive"}  # answers from the documents: only citations back them
+
+
 def _no_invented(wanted: Any, reply: TargetReply, fixed: list[str]) -> tuple[bool, str]:
     if not wanted:
         return True, ""
     sources = list(reply.cited_texts or []) + list(reply.retrieved_texts if reply.cited_texts is None else [])
-    sources += [json.dumps(t.get("result"), default=str) for t in reply.tool_calls if t.get("result")]
-    sources += [json.dumps(t.get("arguments"), default=str) for t in reply.tool_calls]
+    structured = [json.dumps(t.get("result"), default=str) for t in reply.tool_calls if t.get("result")]
+    terms = [f for f in fixed if f.startswith(TERMS_MARK)]
+    fixed = [f for f in fixed if not f.startswith(TERMS_MARK)]
+    if reply.path not in CONTENT_PATHS:  # forms, tickets and hand-offs quote terms.yaml
+        structured += terms
+    structured += [json.dumps(t.get("arguments"), default=str) for t in reply.tool_calls]
     if reply.ticket:
-        sources.append(json.dumps(reply.ticket, default=str))
-    invented = m.invented_figures(reply.text, sources, fixed)
+        structured.append(json.dumps(reply.ticket, default=str))
+    invented = m.invented_figures(reply.text, sources, fixed, structured)
     return not invented, f"invented figures: {invented}"
 
 
