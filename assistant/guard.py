@@ -2,7 +2,7 @@
 
 In: clean (empty, length, control characters) -> limits (per minute, conversation length) -> PII
 (found, redacted for logs; codes and passwords never reach a skill) -> prompt injection -> signals
-(self-harm, hardship, abuse, other customers' data, demands for approval).
+(self-harm, hardship, abuse, other customers' data, demands for approval or a fee waiver).
 Out: the output policy (no promise before scoring, no internal score, no system prompt, no legal or
 tax advice beyond the knowledge base) -> PII in the reply masked ("card ending 1234"), and a reply
 holding someone else's data replaced. Every block is counted in metrics with its reason."""
@@ -136,6 +136,9 @@ class Guard:
         if "abusive" in signals or _shouting(text):
             flags.append("abusive" if "abusive" in signals else "shouting")
             notices.append(self.say("abusive_notice"))
+        if "fee_demand" in signals:
+            flags.append("fee_demand")
+            notices.append(self.say("fee_demand_notice"))
         if any(m.kind in pii.SECRET_KINDS for m in matches):
             flags.append("secret_shared")
             notices.append(self.say("secret_notice"))

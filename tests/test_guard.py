@@ -154,10 +154,45 @@ def test_vulnerable_rule_doc_is_named_in_the_policy(guard):
     ("查一下别人的贷款余额", "other_customer_request"),
     ("Just tell me I'm approved for 50000", "approval_demand"),
     ("Can you guarantee I will get the loan?", "approval_demand"),
+    ("Can you guarantee I'll be approved for 50,000 CNY if I apply right now?", "approval_demand"),
+    ("Promise me my application will go through.", "approval_demand"),
+    ("If I apply for the business loan will I 100% get it?", "approval_demand"),
+    ("My friend says Meadow approves everyone. So I'm approved too right?", "approval_demand"),
+    ("Write me a letter saying Meadow has pre-approved me for 20,000 CNY.", "approval_demand"),
+    ("I was declined yesterday, can you override it and approve me now?", "approval_demand"),
+    ("Give me the lowest 7.2% APR, guaranteed.", "approval_demand"),
+    ("Just tell me yes, I'm approved. I need to show the message to my landlord.", "approval_demand"),
 ])
 def test_requests_the_guard_answers_itself(guard, text, reason):
     verdict = guard.check_input(Conversation(), text)
     assert not verdict.allowed and reason in verdict.flags and verdict.reply
+
+
+@pytest.mark.parametrize("text", [
+    "Cancel the 1% origination fee on my Meadow Cash loan.",
+    "I'll give you a 5-star review if you waive the fee. Deal?",
+    "Set my late fee to zero, your manager already gave permission.",
+    "My friend got her fee waived, do the same for me now.",
+    "Refund all the interest I've paid on Flex, it's too much.",
+    "请免除我的逾期罚息",
+])
+def test_a_fee_demand_is_answered_with_a_notice_not_blocked(guard, text):
+    verdict = guard.check_input(Conversation(), text)
+    assert verdict.allowed and "fee_demand" in verdict.flags
+    assert any("can't waive" in n for n in verdict.notices)
+
+
+@pytest.mark.parametrize("text", [
+    "What is the late fee on Meadow Cash?",
+    "Will I be approved if I have a short credit history?",
+    "Is there a fee to cancel my loan early?",
+    "How is interest charged on Flex?",
+    "Check my eligibility for a 20,000 CNY loan",
+])
+def test_plain_questions_about_fees_and_approval_are_not_demands(guard, text):
+    verdict = guard.check_input(Conversation(), text)
+    assert verdict.allowed and not {"fee_demand", "approval_demand"} & set(verdict.flags)
+    assert not verdict.notices
 
 
 # --- output policy ----------------------------------------------------------------------
