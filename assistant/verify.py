@@ -1,7 +1,9 @@
 """Verify a generated answer: every figure must appear in the cited passages.
 
 A figure is a number with its kind (percentage or plain), so "5%" is not backed by "5 days".
-Sentences with an unbacked figure are dropped; so are repeated sentences (small models loop)."""
+Sentences with an unbacked figure are dropped; so are repeated sentences (small models loop),
+questions (a small model echoes the question instead of answering it) and negations the passages
+do not make ("there is no grace period" when the passage gives one)."""
 
 from __future__ import annotations
 
@@ -87,6 +89,7 @@ def verify_answer(answer: str, passages: list[str]) -> Verification:
     a claim the passages do not make is dropped even when it quotes no number."""
     backed = backed_figures(passages)
     vocabulary = {_stem(w) for p in passages for w in _WORD.findall(p.lower())}
+    passage_sentences = [s for p in passages for s in sentences(p)]
     result = Verification(text="")
     seen: set[str] = set()
     for sentence in sentences(answer):
@@ -99,10 +102,45 @@ def verify_answer(answer: str, passages: list[str]) -> Verification:
             result.dropped.append((sentence, bad))
         elif word_support(sentence, vocabulary) < MIN_WORD_SUPPORT:
             result.dropped.append((sentence, ["unsupported wording"]))
+        elif _is_question(sentence):
+            result.dropped.append((sentence, ["a question, not an answer"]))
+        elif _NEGATION.search(sentence) and not _negation_backed(sentence, passage_sentences):
+            result.dropped.append((sentence, ["a negation the passages do not make"]))
         elif _is_complete(sentence):
             result.kept.append(sentence)
     result.text = " ".join(result.kept)
     return result
+
+
+_NEGATION = re.compile(r"\b(no|not|never|none|nothing|neither|nor|without|cannot)\b|n[\'’]t\b|无|不|没", re.I)
+_NEGATION_CUES = frozenset("no not never none nothing neither nor without cannot".split())
+_TOKEN = re.compile(r"[a-z]+(?:['’]t)?", re.I)
+NEGATION_SCOPE = 4  # words after "no"/"not" that it is taken to deny
+_NOT_NEGATED = _FILLER | {"there", "is", "isn't", "a", "an", "be", "it", "of", "to", "any"}
+
+
+def _is_question(sentence: str) -> bool:
+    return sentence.rstrip("\"')").endswith(("?", "？"))
+
+
+def _negation_backed(sentence: str, passage_sentences: list[str]) -> bool:
+    """Does some passage deny the same thing? A small model often flips a yes into a no while
+    keeping every word of the passage ("there isn't a grace period")."""
+    denied = _denied(sentence)
+    if not denied:  # a Chinese negation, or one that denies nothing we can name
+        return any(_NEGATION.search(p) for p in passage_sentences)
+    return any(denied & _denied(p) for p in passage_sentences)
+
+
+def _denied(text: str) -> set[str]:
+    tokens = [w.lower() for w in _TOKEN.findall(text)]
+    out: set[str] = set()
+    for i, token in enumerate(tokens):
+        if token in _NEGATION_CUES or token.endswith(("n't", "n’t")):
+            scope = tokens[i + 1:i + 1 + NEGATION_SCOPE]
+            out |= {_stem(w) for w in scope if len(w) >= 3 and w not in _NOT_NEGATED
+                    and w not in _NEGATION_CUES and not w.endswith(("n't", "n’t"))}
+    return out
 
 
 def _is_complete(sentence: str) -> bool:

@@ -30,3 +30,19 @@ def test_unsupported_wording_and_loops_are_dropped():
 
 def test_nothing_supported():
     assert not verify_answer("Rates are 30% for everyone", CONTEXT).supported
+
+
+GRACE = ("Is there a grace period?\nYes. Meadow gives a grace period of 3 days after each due date: "
+         "no late fee is charged if you pay within it.")
+
+
+def test_a_flipped_yes_is_dropped_but_a_backed_no_is_kept():
+    flipped = verify_answer("No, there isn't a grace period if you pay a few days late.", [GRACE])
+    assert not flipped.supported and "negation" in flipped.dropped[0][1][0]
+    backed = verify_answer("No late fee is charged if you pay within the grace period.", [GRACE])
+    assert backed.supported
+
+
+def test_an_echoed_question_is_not_an_answer():
+    checked = verify_answer("What is the grace period?", [GRACE])
+    assert not checked.supported and checked.dropped[0][1] == ["a question, not an answer"]
