@@ -103,7 +103,8 @@ NO_ANSWER_PATHS = frozenset({"no_answer", "handoff", "refused"})
 _NO_ANSWER_TEXT = re.compile(
     r"\b(i\s+(do\s+not|don'?t)\s+know|not\s+sure|cannot\s+(find|answer)|can'?t\s+(find|answer)|"
     r"no\s+information|(is|are)\s+not\s+(mentioned|provided|stated|covered)|does\s+not\s+(say|mention|cover)|"
-    r"doesn'?t\s+(say|mention|cover)|unable\s+to\s+(answer|find)|not\s+in\s+the\s+(context|passages|documents))",
+    r"doesn'?t\s+(say|mention|cover)|unable\s+to\s+(answer|find)|not\s+in\s+the\s+(context|passages|documents)|"
+    r"can\s+only\s+help\s+with)",
     re.I,
 )
 

@@ -250,16 +250,12 @@ class EndpointSession:
         self.replies: list[str] = []
 
     def send(self, message: str) -> TargetReply:
-        import httpx
-
         self.messages.append({"role": "user", "content": message})
         headers = {"Authorization": f"Bearer {self.system.endpoint_key}"} if self.system.endpoint_key else {}
         body = {"model": self.system.endpoint_model, "messages": self.messages, "stream": False}
         started = time.perf_counter()
         try:
-            response = httpx.post(completions_url(self.system.endpoint), json=body, headers=headers,
-                                  timeout=self.system.settings.llm_timeout_s)
-            response.raise_for_status()
+            response = _post(completions_url(self.system.endpoint), body, headers, self.system.settings.llm_timeout_s)
             reply = parse_completion(response.json())
         except Exception as exc:
             return TargetReply(text="", path="error", error=f"{type(exc).__name__}: {exc}", latency_ms=_ms(started))
@@ -273,6 +269,27 @@ class EndpointSession:
 
     def stored(self, value: str) -> bool | None:
         return None  # a remote store cannot be read from here
+
+
+RATE_LIMIT_TRIES = 4
+MAX_RETRY_WAIT_S = 30.0
+
+
+def _post(url: str, body: dict[str, Any], headers: dict[str, str], timeout: float) -> Any:
+    """POST, waiting out a 429 (Retry-After) a few times: an eval sends faster than a customer."""
+    import httpx
+
+    for attempt in range(RATE_LIMIT_TRIES):
+        response = httpx.post(url, json=body, headers=headers, timeout=timeout)
+        if response.status_code != 429 or attempt == RATE_LIMIT_TRIES - 1:
+            response.raise_for_status()
+            return response
+        try:
+            wait = float(response.headers.get("Retry-After", 2 ** attempt))
+        except ValueError:
+            wait = 2.0 ** attempt
+        time.sleep(min(wait, MAX_RETRY_WAIT_S))
+    raise RuntimeError("unreachable")
 
 
 def parse_completion(data: dict[str, Any]) -> TargetReply:

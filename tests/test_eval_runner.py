@@ -216,3 +216,69 @@ def test_qa_suite_end_to_end_with_the_real_model(tmp_path, model_cache):
     assert qa["metrics"]["recall_at_5"] is not None and qa["metrics"]["mrr_dense"] is not None
     assert "LLM-as-judge skipped" in qa["note"] or "LLM-as-judge" in qa["note"]
     assert (folder / "report.html").read_text().count("data:image/png;base64,") >= 3
+
+
+# --- an OpenAI-compatible endpoint over real HTTP ---------------------------------------------------
+
+CASH_PASSAGE = "What is the APR of Meadow Cash?\nMeadow Cash has an APR between 9.9% and 23.9%."
+
+
+def _endpoint_app():
+    """A small OpenAI-compatible server shaped like the assistant's own /v1/chat/completions
+    (the `meadow` extra field); its first request is rate limited, to exercise the retry."""
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    app = FastAPI()
+    calls = {"n": 0}
+
+    @app.post("/v1/chat/completions")
+    def completions(body: dict):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return JSONResponse({"error": "slow down"}, status_code=429, headers={"Retry-After": "0"})
+        question = body["messages"][-1]["content"].lower()
+        if "apr" in question:
+            text, meadow = "Meadow Cash has an APR between 9.9% and 23.9%.", {
+                "path": "faq", "citations": [{"doc_id": "faq-fees-and-rates", "chunk_id": "c1", "text": CASH_PASSAGE}]}
+        else:
+            text, meadow = "I don't know that from Meadow's documents. Call 400-820-6600.", {"path": "no_answer"}
+        return {"choices": [{"message": {"role": "assistant", "content": text}}], "meadow": meadow}
+
+    return app
+
+
+def test_qa_suite_against_an_openai_compatible_endpoint(tmp_path):
+    import socket
+    import threading
+    import time as _time
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(_endpoint_app(), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        _time.sleep(0.05)
+    try:
+        rows = [{"id": "e1", "question": "what is the apr of meadow cash", "key_facts": ["9.9%", "23.9%"],
+                 "sources": ["faq-fees-and-rates"], "category": "rates", "answerable": True},
+                {"id": "e2", "question": "whats my balance", "key_facts": [], "sources": [],
+                 "category": "unanswerable", "answerable": False}]
+        data = tmp_path / "qa.jsonl"
+        data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        code = _run(tmp_path, "--suite", "qa", "--data", f"qa={data}", "--endpoint", f"http://127.0.0.1:{port}/v1",
+                    "--no-judge", "--no-gate")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert code == 0
+    qa = json.loads((_only_report(tmp_path) / "results.json").read_text())["suites"]["qa"]
+    assert qa["status"] == "ok", qa["note"]
+    assert qa["metrics"]["key_fact_accuracy"] == 1.0 and qa["metrics"]["no_answer_correct"] == 1.0
+    assert qa["metrics"]["hallucinated_figure_rate"] == 0.0 and qa["metrics"]["citation_precision"] == 1.0
+    assert "recall_at_5" not in qa["metrics"]  # retrieval needs the local index
+    assert [r["path"] for r in qa["rows"]] == ["faq", "no_answer"]
