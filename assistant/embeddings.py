@@ -7,9 +7,11 @@ SentenceTransformer as an HF id or a local path."""
 from __future__ import annotations
 
 import importlib.util
+import threading
+from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,16 +34,51 @@ def resolve_model_path(name: str) -> str:
     return str(Path(list(spec.submodule_search_locations)[0]) / "model")
 
 
-def load_embedder(settings: Settings) -> "SentenceTransformer":
+def load_embedder(settings: Settings) -> "QueryCachedEmbedder":
     return _load(settings.embedding_model)
 
 
 @lru_cache(maxsize=4)
-def _load(name: str) -> "SentenceTransformer":
+def _load(name: str) -> "QueryCachedEmbedder":
     apply_offline_env()
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(resolve_model_path(name), device="cpu")
+    return QueryCachedEmbedder(SentenceTransformer(resolve_model_path(name), device="cpu"))
+
+
+class QueryCachedEmbedder:
+    """The model, with the last few single-text encodings kept: the router and the retriever
+    both embed the customer's message, and only the first should pay for it. Anything else
+    (batches, attributes) goes straight to the model."""
+
+    def __init__(self, model: "SentenceTransformer", maxsize: int = 2048):
+        self.model, self.maxsize = model, maxsize
+        self._cache: OrderedDict[tuple, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def encode(self, sentences: Any, **kwargs: Any) -> Any:
+        single = isinstance(sentences, (list, tuple)) and len(sentences) == 1 and isinstance(sentences[0], str)
+        if not single:
+            return self.model.encode(sentences, **kwargs)
+        key = (sentences[0], tuple(sorted((k, repr(v)) for k, v in kwargs.items() if k != "show_progress_bar")))
+        with self._lock:
+            found = self._cache.get(key)
+            if found is not None:
+                self._cache.move_to_end(key)
+                self.hits += 1
+                return found.copy()
+        vectors = self.model.encode(list(sentences), **kwargs)
+        if isinstance(vectors, np.ndarray):  # tensors and lists are not cached: callers may change them
+            with self._lock:
+                self.misses += 1
+                self._cache[key] = vectors.copy()
+                if len(self._cache) > self.maxsize:
+                    self._cache.popitem(last=False)
+        return vectors
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
 
 
 def embed(embedder: "SentenceTransformer", texts: list[str], batch_size: int = 64) -> np.ndarray:

@@ -73,3 +73,20 @@ def test_helpers():
     assert tokenize("What's the APR of 23.9%?") == ["apr", "23.9%"]
     assert chroma_where({"product": ["cash", ""]}) == {"product": {"$in": ["cash", ""]}}
     assert chroma_where({"a": 1, "b": 2}) == {"$and": [{"a": {"$eq": 1}}, {"b": {"$eq": 2}}]}
+
+
+def test_the_message_is_embedded_once_for_router_and_retriever(tmp_settings):
+    """The router and the retriever both embed the customer's message: the second is a cache hit,
+    and a hit returns a copy (a caller changing its vector cannot spoil the cache)."""
+    from assistant.embeddings import load_embedder
+
+    embedder = load_embedder(tmp_settings)
+    text = "is there a grace period before the late fee? (cache test)"
+    first = embedder.encode([text], normalize_embeddings=True, convert_to_numpy=True)
+    hits = embedder.hits
+    again = embedder.encode([text], normalize_embeddings=True, convert_to_numpy=True)
+    assert embedder.hits == hits + 1 and (first == again).all()
+    again[0][0] = 99.0
+    assert embedder.encode([text], normalize_embeddings=True, convert_to_numpy=True)[0][0] != 99.0
+    batch = embedder.encode([text, "another"], normalize_embeddings=True, convert_to_numpy=True)
+    assert batch.shape[0] == 2 and embedder.get_sentence_embedding_dimension() == batch.shape[1]
