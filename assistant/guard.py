@@ -77,6 +77,11 @@ class Guard:
             raise InputError(self.say("empty"), "empty")
         limit = self.settings.max_message_chars
         if len(text) > limit:
+            # a long jailbreak (DAN and kin run to thousands of characters) is logged as the attack it is
+            if self.injection.check(text[: 4 * limit]).flagged:
+                log.warning("prompt injection flagged in an over-long message (%d characters)", len(text))
+                self.metrics.block("input", "prompt_injection")
+                raise InputError(self.say("prompt_injection"), "prompt_injection")
             self.metrics.block("input", "too_long")
             raise InputError(self.say("too_long", length=len(text), limit=limit), "too_long")
         return text

@@ -48,7 +48,10 @@ HEURISTICS: list[tuple[str, re.Pattern[str]]] = [
         r"\b(?:instrucciones|instructions|anweisungen|règles|reglas|regeln)\b", _I)),
     ("role_play", re.compile(
         r"\b(?:you are now|you're now|you are no longer|from now on,? you(?:'re| are| will| must| answer| respond)"
-        r"|(?:^|[.!?:]\s*|please\s+|\byou\s+(?:will\s+|must\s+|should\s+|to\s+|now\s+|can\s+)?)act as\b"
+        r"|(?:^|[.!?:]\s*|please\s+|\byou\s+(?:will\s+|must\s+|should\s+|to\s+|now\s+|can\s+)?)act (?:as|like)\b"
+        # the "grandma exploit": a bedtime story from a late relative who "used to read me" the forbidden thing
+        r"|\b(?:grand(?:ma|mother|pa|father)|granny|nana)\b[^\n]{0,160}?\b(?:to (?:put|get|help) me (?:to )?sleep"
+        r"|fall asleep|bedtime|lullab\w*|(?:used to|would) (?:read|sing|recite|tell)(?: me)?)\b"
         r"|(?:^|[.!?:]\s*|please\s+|\blet's\s+|\bnow\s+|\byou\s+(?:will\s+|must\s+|should\s+|to\s+|can\s+)?)"
         r"pretend\b|role-?play|play the role of|let's play a game|imagine (?:that |if )?(?:you|meadow|there (?:is|are|were)|a world)\b"
         r"|\bin (?:this|an?|that) (?:imaginary|hypothetical|fictional|alternate|parallel) (?:world|universe|scenario)\b"

@@ -50,7 +50,7 @@ class Assistant:
         try:
             verdict = self.guard.check_input(conversation, message)
         except InputError as exc:
-            verdict = GuardVerdict(allowed=False, text="", redacted="", flags=["invalid_input"], reply=str(exc))
+            verdict = GuardVerdict(allowed=False, text="", redacted="", flags=sorted({"invalid_input", exc.reason}), reply=str(exc))
         timings["guard_in"] = _ms(started)
 
         if not verdict.allowed:
