@@ -107,12 +107,138 @@ def test_an_approval_is_never_promised(settings, client, terms):
     no_internal_figures(result)
 
 
-def test_policy_decline_names_each_rule(settings, client, terms):
+def test_policy_decline_names_the_rule(settings, client, terms):
+    # (an age outside the rule never reaches the tool: see the under-18 tests below)
     replies = chat(lambda: make_skill(settings, client, terms), Conversation(), [
-        "borrow 5000 over 12 months for furniture", "1 year", "I live with my parents", "0", "16", "0", "yes"])
+        "borrow 5000 over 12 months for furniture", "1 year", "I live with my parents", "0", "30", "0", "yes"])
     text = replies[-1].text
-    assert "aged 18 or over" in text and "no income" in text
+    assert replies[-1].path == "tool" and "no income" in text
     no_internal_figures(replies[-1])
+
+
+# --- customers who answer their own way --------------------------------------------------------------
+
+ALL_AT_ONCE = ("30000 yuan over 24 months for furniture, I earn 12k a month, I'm 41, employed 8 years, "
+               "I own my home, 50,000 yuan savings")
+
+
+def test_every_field_given_in_one_message_is_read_then_consent_is_asked(settings, client, terms):
+    conversation = Conversation()
+    replies = chat(lambda: make_skill(settings, client, terms), conversation,
+                   ["check my eligibility for meadow cash please", ALL_AT_ONCE, "yes"])
+    consent = replies[1]
+    assert consent.meta["eligibility"]["stage"] == "consent" and "could not read" not in consent.text
+    for needed in ("CNY 30,000", "24 months", "furniture", "CNY 12,000", "41 years", "7 years plus", "own",
+                   "CNY 50,000"):
+        assert needed in consent.text
+    result = replies[2]
+    assert result.path == "tool" and [c.name for c in result.tool_calls] == ["check_eligibility"]
+    args = result.tool_calls[0].arguments
+    assert {k: args[k] for k in ("amount", "term_months", "purpose", "employment", "housing", "savings", "age",
+                                 "monthly_income")} == {
+        "amount": 30000, "term_months": 24, "purpose": "furniture", "employment": "7_years_plus",
+        "housing": "own", "savings": 50000, "age": 41, "monthly_income": 12000}
+
+
+def test_an_ambiguous_figure_is_not_guessed(client, terms):
+    fields, cash = asked_fields(client.info()), terms.product("cash")
+    income = read_answers("12k a month", fields, "amount", cash)  # money a month is income, not the loan
+    assert income.found == {"monthly_income": 12000} and "amount" not in income.found
+    savings = read_answers("50,000 yuan savings", fields, "amount", cash)
+    assert savings.found == {"savings": 50000}
+    assert read_answers("I'm 41", fields, "amount", cash).found == {"age": 41}
+    two = read_answers("20000 or 30000", fields, "amount", cash)
+    assert two.found == {} and two.problem == "amount" and two.unreadable
+    not_home = read_answers("I've lived in my flat for 8 years", fields, "employment", cash)
+    assert "employment" not in not_home.found and "term_months" not in not_home.found
+
+
+@pytest.mark.parametrize("text", ["I'm 16 years old and want to borrow 5000 yuan for 6 months for a phone",
+                                  "I'm 16", "16"])
+def test_under_18_is_told_the_age_rule_and_the_form_stops(settings, client, terms, text):
+    conversation = Conversation()
+    skill = lambda: make_skill(settings, client, terms)  # noqa: E731
+    step_by_step = ["5000", "6 months", "a phone", "I'm a student", "I live with my parents", "0"]
+    opening = ["check my eligibility please"] + (step_by_step if text == "16" else [])
+    chat(skill, conversation, opening)
+    reply = chat(skill, conversation, [text])[0]
+    cash = terms.product("cash")
+    assert f"aged {cash.min_age} to {cash.max_age}" in reply.text and "16" in reply.text
+    assert reply.tool_calls == [] and reply.meta["eligibility"] == {"stage": "done", "stopped": "age_rule"}
+    assert conversation.state["eligibility"] == {"active": False, "stopped": "age_rule"}  # answers discarded
+    assert "you are eligible" not in reply.text.lower() and "approved" not in reply.text.lower()
+
+
+def test_the_age_rule_is_read_from_the_product_terms(settings, client, terms):
+    strict = terms.model_copy(deep=True)
+    strict.products["cash"].min_age, strict.products["cash"].max_age = 21, 60
+    skill = lambda: make_skill(settings, client, strict)  # noqa: E731
+    young = chat(skill, Conversation(), ["eligibility for meadow cash", "I'm 20 and want to borrow 5000"])[-1]
+    assert "aged 21 to 60" in young.text and young.meta["eligibility"]["stopped"] == "age_rule"
+    old = chat(skill, Conversation(), ["eligibility for meadow cash", "I'm 61"])[-1]
+    assert old.meta["eligibility"]["stopped"] == "age_rule"
+    fine = chat(skill, Conversation(), ["eligibility for meadow cash", "I'm 21"])[-1]
+    assert fine.meta["eligibility"]["stage"] == "collect"
+
+
+def test_an_under_18_tool_call_from_the_model_is_never_scored(settings, client, terms):
+    model = ScriptedToolModel([tool_call(GOOD_ARGS | {"age": 16})])
+    reply = chat(lambda: make_skill(settings, client, terms, model, llm_backend="openai"), Conversation(),
+                 ["I'm 16, 8000 for a year for education please"])[0]
+    assert reply.tool_calls == [] and reply.meta["eligibility"]["stopped"] == "age_rule"
+
+
+@pytest.mark.parametrize("text", ["I'm a student, I don't have a job", "no job", "unemployed", "not working",
+                                  "I don't work", "I'm retired", "student"])
+def test_no_job_is_read_as_not_working(client, terms, text):
+    fields, cash = asked_fields(client.info()), terms.product("cash")
+    assert read_answers(text, fields, "employment", cash).found == {"employment": "unemployed"}
+    volunteered = read_answers(text, fields, "housing", cash)  # said before it was asked
+    assert volunteered.found == {"employment": "unemployed"} and volunteered.problem is None
+
+
+@pytest.mark.parametrize("asking", ["monthly_income", "savings", "amount"])
+def test_money_from_parents_is_income(client, terms, asking):
+    reading = read_answers("I get 1,000 yuan a month from my parents", asked_fields(client.info()), asking,
+                           terms.product("cash"))
+    assert reading.found == {"monthly_income": 1000} and reading.problem is None
+
+
+def test_a_field_given_out_of_order_is_kept_and_the_question_asked_again(settings, client, terms):
+    conversation = Conversation()
+    replies = chat(lambda: make_skill(settings, client, terms), conversation,
+                   ["check my eligibility", "I earn 12k a month", "I own my home", "20000"])
+    first = replies[1].text
+    assert "could not read" not in first and "noted your monthly income after tax" in first
+    assert "How much would you like to borrow" in first and replies[1].meta["eligibility"]["asking"] == "amount"
+    assert "noted your housing" in replies[2].text and replies[2].meta["eligibility"]["asking"] == "amount"
+    state = conversation.state["eligibility"]
+    assert state["answers"] == {"monthly_income": 12000, "housing": "own", "amount": 20000}
+    assert state["asking"] == "term_months"
+
+
+def test_a_failed_answer_is_asked_again_and_the_other_fields_are_kept(settings, client, terms):
+    conversation = Conversation()
+    reply = chat(lambda: make_skill(settings, client, terms), conversation,
+                 ["check my eligibility", "20000 or 30000, I'm 35"])[-1]
+    assert "could not read that as the amount" in reply.text and "for example 20,000" in reply.text
+    assert conversation.state["eligibility"]["answers"] == {"age": 35}
+
+
+def test_the_same_error_cannot_repeat_forever(settings, client, terms):
+    conversation = Conversation()
+    replies = chat(lambda: make_skill(settings, client, terms), conversation,
+                   ["check my eligibility", "yes", "yes", "yes"])
+    assert "could not read that as the amount" in replies[1].text
+    assert "still could not read" in replies[2].text and "cancel" in replies[2].text
+    assert replies[2].text != replies[1].text
+    assert replies[3].meta["eligibility"] == {"stage": "cancelled", "stopped": "unreadable"}
+    assert "stopped the eligibility check" in replies[3].text and replies[3].tool_calls == []
+    assert conversation.state["eligibility"]["active"] is False
+    # an answer out of range, repeated, is bounded too
+    again = chat(lambda: make_skill(settings, client, terms), Conversation(),
+                 ["check my eligibility", "60000", "60000", "60000"])
+    assert "CNY 1,000 to 50,000" in again[1].text and again[3].meta["eligibility"]["stopped"] == "unreadable"
 
 
 def test_cancel_discards_the_answers(settings, client, terms):
@@ -149,15 +275,15 @@ def test_out_of_range_answers_are_asked_again(settings, client, terms):
     ("two years", "term_months", 24),
 ])
 def test_everyday_answers_are_understood(client, terms, text, field, value):
-    found, hint = read_answers(text, asked_fields(client.info()), field, terms.product("cash"))
-    assert hint is None and found[field] == value
+    reading = read_answers(text, asked_fields(client.info()), field, terms.product("cash"))
+    assert reading.problem is None and reading.found[field] == value
 
 
 @pytest.mark.parametrize("text, field", [("-5000", "monthly_income"), ("lots", "amount"), ("300", "age"),
                                          ("blue", "housing")])
 def test_nonsense_is_asked_again(client, terms, text, field):
-    found, hint = read_answers(text, asked_fields(client.info()), field, terms.product("cash"))
-    assert field not in found and hint is not None
+    reading = read_answers(text, asked_fields(client.info()), field, terms.product("cash"))
+    assert field not in reading.found and reading.problem == field and reading.hint is not None
 
 
 def test_the_same_chat_over_http_gives_the_same_reply(settings, client, terms):

@@ -21,7 +21,8 @@ from assistant.scoring.applicant import FieldInfo
 from assistant.scoring.client import ScoringClient, ScoringUnavailable
 from assistant.scoring.decision import EligibilityDecision
 from assistant.skills.eligibility_form import (
-    asked_fields, check_value, display, is_cancel, next_missing, product_in, read_answers, yes_no,
+    asked_fields, check_value, display, is_cancel, labels, next_missing, outside_age_rule, product_in, read_answers,
+    yes_no,
 )
 from assistant.terms import Terms
 from assistant.tools import build_tools, run_tool_call, validate_args
@@ -34,6 +35,7 @@ REPLIES = "eligibility_replies.yaml"
 SYSTEM_PROMPT = "eligibility_system.md"
 INTERNAL = ("probability_of_default", "score")  # never in a customer's reply, nor in its tool result
 HISTORY = 10  # earlier messages the model sees
+MAX_TRIES = 3  # turns in a row with nothing usable before the form stops instead of asking again
 
 
 class EligibilitySkill:
@@ -90,25 +92,43 @@ class EligibilitySkill:
     def _form_collect(self, turn: Turn, state: dict[str, Any], parts: list[str]) -> Reply:
         product = self.terms.product(state["product"])
         fields = self.fields
-        found, hint = read_answers(turn.message, fields, state["asking"], product)
-        state["answers"].update(found)
+        reading = read_answers(turn.message, fields, state["asking"], product)
+        new = [name for name, value in reading.found.items() if state["answers"].get(name) != value]
+        state["answers"].update(reading.found)
+        if outside_age_rule(state["answers"], product):
+            return self._age_stop(turn, state)
         missing = next_missing(fields, state["answers"])
-        if hint is not None:
-            asked = next(f for f in fields if f.name == state["asking"])
-            state["retries"] += 1
-            parts += [self.say("reask", state, label=asked.label), self.say(hint, state)]
-            if missing is not None and missing.name != asked.name:
-                parts.append(self._question(missing, state))  # they answered something else first
-        elif missing is not None:
-            parts.append(self._question(missing, state))
+        # turns in a row that gave nothing new and could not be used: bounded, never a loop
+        state["retries"] = 0 if new or reading.problem is None else state.get("retries", 0) + 1
+        if state["retries"] >= MAX_TRIES:
+            return self._finish(turn, self.say("too_many_tries", state, label=self._label(reading.problem)),
+                                "form", "cancelled", stopped="unreadable")
+        noted = [name for name in new if name != reading.asking]
+        if noted and missing is not None:
+            parts.append(self.say("noted", labels=labels(fields, noted)))
+        if reading.problem is not None:
+            again = state["retries"] > 1  # the same question failed before: say so, and offer a way out
+            lead = ("reask_again" if again else "reask") if reading.unreadable else "unusable"
+            hint = reading.hint if reading.hint in self.replies else "hint_other"
+            parts += [self.say(lead, state, label=self._label(reading.problem)), self.say(hint, state)]
+            if again:
+                parts.append(self.say("reask_options"))
         if missing is None:
             state.update(stage="consent", asking=None)
             parts.append(self.say("consent", state, summary=self._summary(state)))
         else:
-            if missing.name != state["asking"]:
-                state["retries"] = 0
+            if reading.problem != missing.name:  # the re-ask with its example is already the question
+                parts.append(self._question(missing, state))
             state["asking"] = missing.name
         return self._keep(turn, state, " ".join(p for p in parts if p))
+
+    def _label(self, name: str) -> str:
+        return next((f.label for f in self.fields if f.name == name), name)
+
+    def _age_stop(self, turn: Turn, state: dict[str, Any]) -> Reply:
+        """The product's age rule fails: say so plainly and stop; nothing is sent to scoring."""
+        text = self.say("age_rule", state, age=state["answers"]["age"])
+        return self._finish(turn, text, "form", "done", stopped="age_rule")
 
     def _question(self, f: FieldInfo, state: dict[str, Any]) -> str:
         key = f"ask_{f.name}"
@@ -126,6 +146,8 @@ class EligibilitySkill:
             return self._keep(turn, state, self.say("consent_reask", state))
         if answer is False:
             return self._finish(turn, self.say("no_consent"), "form", "no_consent")
+        if outside_age_rule(state["answers"], self.terms.product(state["product"])):
+            return self._age_stop(turn, state)
         call = self._check(turn, state)
         if call.error and call.error.startswith("unavailable"):
             return self._keep(turn, state, self.say("unavailable", state), path="error", tool_calls=[call])
@@ -178,6 +200,8 @@ class EligibilitySkill:
                 args, error = validate_args(self.tool, {**raw, "product": state["product"], "consent": True})
                 if args is not None:
                     state["answers"] = {f.name: args[f.name] for f in self.fields if args.get(f.name) is not None}
+                    if outside_age_rule(state["answers"], self.terms.product(state["product"])):
+                        return self._age_stop(turn, state)
                     state.update(stage="consent", asking=None)
                     return self._keep(turn, state, self.say("consent", state, summary=self._summary(state)))
                 self._salvage(state, raw)
@@ -242,6 +266,7 @@ class EligibilitySkill:
             values = {"product": p.name, "currency": self.terms.lender.currency,
                       "limit_min": f"{p.limit_min:,.0f}", "limit_max": f"{p.limit_max:,.0f}",
                       "terms": ", ".join(str(t) for t in p.term_months), "hotline": self.terms.lender.hotline,
+                      "min_age": p.min_age, "max_age": p.max_age,
                       "hours": getattr(self.terms.lender, "hotline_hours", ""), **values}
         return text.format(**values) if values else text
 
@@ -253,9 +278,11 @@ class EligibilitySkill:
                                 "mode": state["mode"], **(meta_extra or {})}}
         return Reply(text=text, path=path, tool_calls=tool_calls or [], trace_id=turn.trace_id, meta=meta)  # type: ignore[arg-type]
 
-    def _finish(self, turn: Turn, text: str, path: str, stage: str) -> Reply:
-        turn.conversation.state[STATE_KEY] = {"active": False}
-        return Reply(text=text, path=path, trace_id=turn.trace_id, meta={"eligibility": {"stage": stage}})  # type: ignore[arg-type]
+    def _finish(self, turn: Turn, text: str, path: str, stage: str, stopped: str | None = None) -> Reply:
+        """End the form and discard its answers; `stopped` says why a form ended early."""
+        turn.conversation.state[STATE_KEY] = {"active": False, **({"stopped": stopped} if stopped else {})}
+        meta = {"stage": stage, **({"stopped": stopped} if stopped else {})}
+        return Reply(text=text, path=path, trace_id=turn.trace_id, meta={"eligibility": meta})  # type: ignore[arg-type]
 
 
 def _coerce(f: FieldInfo, value: Any) -> Any:

@@ -1,11 +1,18 @@
 """The eligibility form without an LLM: read the fields the scoring tool needs from what the
 customer types ("I earn 6k a month", "6,000 yuan", "3 years", "renting"), one turn at a time.
 
+A message may give several fields at once ("30000 yuan over 24 months for furniture, I earn 12k a
+month, I'm 41"): it is split into clauses, each clause's cue words say which field its number is
+("earn" -> income, "savings" -> savings, "I'm 41" -> age, "over 24 months" -> term), and only the
+clauses no cue claimed are read as a bare answer to the question just asked. A number no cue
+explains and that could be two things is not guessed: the field is asked again.
+
 Every function is pure: the form's state is a dict the pipeline stores in the conversation."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field as dc_field
 from datetime import date
 from typing import Any, Callable
 
@@ -27,14 +34,36 @@ _YES = re.compile(r"^\s*(?:y|yes|yeah|yep|sure|ok|okay|i agree|agree|i consent|i
                   r"correct|confirm(?:ed)?)\b|同意|好的|可以|是的", re.I)
 _NO = re.compile(r"^\s*(?:n|no|nope|don'?t|do not|i don'?t|i do not|not now|disagree|refuse)\b|不同意|不要|不用", re.I)
 
-# Clause cues for fields the customer volunteers without being asked.
+# Clause cues for fields the customer volunteers without being asked, checked in this order; a
+# cue whose field's value cannot be read from the clause gives way to the next one.
+_PAYMENT = r"\b(?:pay|paying|repay\w*|instal+ments?|afford|rent|mortgage|spend|cost|bills?|owe|loan|borrow|save)\b"
+_PER_PERIOD = (r"(?<!for )(?<!over )(?<!in )(?<!within )\b(?:a|per|each|every)\s+(?:month|year)\b|\bmonthly\b|"
+               r"/\s*(?:month|mo|year|yr)\b|每月|每个月|一个月")  # "a month", not "for a month" (a term)
 CUES = {
-    "monthly_income": re.compile(r"\b(?:earn|earning|income|salary|make|paid|wage|take home|net pay)\b|收入|工资|月薪", re.I),
+    "monthly_income": re.compile(r"\b(?:earn|earning|earns|income|salary|make|paid|wages?|take home|net pay|allowance|"
+                                 r"pension|benefits?|stipend)\b|收入|工资|月薪|生活费", re.I),
     "savings": re.compile(r"\b(?:savings?|saved|in the bank|deposits?)\b|存款|积蓄", re.I),
     "employment": re.compile(r"\b(?:job|work(?:ed|ing)?|employ(?:ed|er|ment)?|company|unemployed|not working)\b|工作", re.I),
-    "age": re.compile(r"\b(?:years? old|i'?m\s+\d{2}\b|i am\s+\d{2}\b|aged?\b)|岁", re.I),
+    "age": re.compile(r"\b(?:years? old|yrs? old|y/?o|i'?m\s+\d{2}\b|i am\s+\d{2}\b|aged?\b)|岁", re.I),
     "amount": re.compile(r"\b(?:borrow|loan|need|want|apply|looking for)\b|借|贷", re.I),
 }
+# Money per month or per year, with no word of paying it out: what someone gets ("1,000 a month
+# from my parents"), so income, never the amount of the loan.
+_INCOME_BY_PERIOD = re.compile(_PER_PERIOD, re.I)
+_PAYMENT_WORD = re.compile(_PAYMENT, re.I)
+# Not working: read as the lowest employment band (no months in a job).
+_NOT_WORKING = re.compile(
+    r"unemployed|not (?:currently |really )?working|\bno (?:job|work)\b|jobless|between jobs|out of work|"
+    r"(?:don'?t|do not|doesn'?t|does not|haven'?t|have not|didn'?t) (?:have |got |currently have )?"
+    r"(?:a |any )?(?:job|work)\b|"
+    r"looking for (?:a |any )?(?:job|work)|lost my job|失业|没工作|没有工作|无业", re.I)
+_NO_JOB_STATUS = re.compile(r"\bstudent\b|\bstudying\b|\bat (?:school|college|uni|university)\b|\bretired\b|"
+                            r"\bhome-?maker\b|\bhousewife\b|stay[- ]at[- ]home|学生|退休", re.I)
+# Words that say a clause is about the loan's purpose or the customer's home.
+_PURPOSE_CUE = re.compile(r"\bfor\b|\bbuy|\bpurchas|\bpay(?:ing)? for\b|\bfinanc|\bfund|\btowards\b|\bspend|"
+                          r"\bget (?:a|an|some|my|new)\b|用于|买|用来", re.I)
+_HOUSING_CUE = re.compile(r"\b(?:home|house|flat|apartment|place|live|living|rent\w*|tenant|lease|mortgage|landlord|"
+                          r"dorm\w*|homeowner|parents'?)\b|住|房|宿舍", re.I)
 PURPOSES = [  # (code, keywords) checked in order: the first match wins
     ("used_car", r"used car|second[- ]hand car|pre-?owned car|二手车"),
     ("new_car", r"new car|\bcar\b|vehicle|\bauto\b|买车|汽车"),
@@ -57,18 +86,34 @@ HOUSING = [
 
 # --- reading one value -------------------------------------------------------------------------
 
-def parse_money(text: str, plain: bool = True) -> float | None:
-    """The most money-like number in the text ('6k', '6,000 yuan', '¥6000', '2万')."""
-    best: tuple[int, float] | None = None
+def money_candidates(text: str) -> list[tuple[int, float]] | None:
+    """Each money-like number in the text with how sure it is money: 2 with a currency or a
+    multiplier ('6k', '6,000 yuan', '¥6000', '2万'), 1 bare. None if one is negative."""
+    out: list[tuple[int, float]] = []
     for m in _MONEY.finditer(text):
         if m.group("sign"):
             return None  # a negative amount is not an answer: ask again
         value = float(m.group("num").replace(",", "")) * _MULT.get((m.group("mult") or "").lower(), 1)
-        strength = 2 if m.group("mult") or m.group("cur") or re.match(r"(?:¥|￥|rmb|cny|yuan)", m.group(0), re.I) \
-            else 1 if plain else 0
+        marked = m.group("mult") or m.group("cur") or re.match(r"(?:¥|￥|rmb|cny|yuan)", m.group(0), re.I)
+        out.append((2 if marked else 1, value))
+    return out
+
+
+def parse_money(text: str, plain: bool = True) -> float | None:
+    """The most money-like number in the text ('6k', '6,000 yuan', '¥6000', '2万')."""
+    best: tuple[int, float] | None = None
+    for strength, value in money_candidates(text) or []:
+        strength = strength if strength == 2 or plain else 0
         if strength and (best is None or strength > best[0]):
             best = (strength, value)
     return None if best is None else best[1]
+
+
+def ambiguous_money(text: str) -> bool:
+    """Two different figures, equally money-like ('20000 or 30000'): which one is meant is a guess."""
+    found = money_candidates(text) or []
+    top = max((strength for strength, _ in found), default=0)
+    return len({value for strength, value in found if strength == top}) > 1
 
 
 def parse_income(text: str, plain: bool = True) -> float | None:
@@ -100,9 +145,14 @@ def parse_term(text: str, plain: bool = True) -> int | None:
     return None
 
 
+def not_working(text: str) -> bool:
+    """'unemployed', 'not working', 'I don't have a job', 'I'm a student', 'retired'."""
+    return bool(_NOT_WORKING.search(text) or _NO_JOB_STATUS.search(text))
+
+
 def parse_employment(text: str, plain: bool = True) -> str | None:
     low = text.lower()
-    if re.search(r"unemployed|not working|no job|jobless|between jobs|out of work|don'?t work|do not work|失业|没工作", low):
+    if _NOT_WORKING.search(low):
         return "unemployed"
     if re.search(r"just started|new job|this month|last month|few weeks|刚工作", low):
         return "under_1_year"
@@ -112,6 +162,8 @@ def parse_employment(text: str, plain: bool = True) -> str | None:
     m = re.search(r"since\s+(19\d\d|20\d\d)", low)
     if m:
         return employment_band(date.today().year - int(m.group(1)))
+    if _NO_JOB_STATUS.search(low):  # a student or retired, with no time in a job given
+        return "unemployed"
     if plain:
         m = re.fullmatch(r"\s*(\d{1,2}(?:\.\d+)?)\s*", text)
         if m:
@@ -138,11 +190,12 @@ def parse_age(text: str, plain: bool = True) -> int | None:
     m = re.search(r"born in\s+(19\d\d|20\d\d)", text, re.I)
     if m:
         return date.today().year - int(m.group(1))
-    m = re.search(r"(\d{1,3})\s*(?:years? old|yrs? old|y/?o\b|岁)|(?:i'?m|i am|aged?)\s+(\d{1,3})\b", text, re.I)
+    m = re.search(r"(\d{1,3})\s*(?:years? old|yrs? old|y/?o\b|岁)|(?:i'?m|i am|aged?|age\s*(?:is|:))\s+(\d{1,3})\b",
+                  text, re.I)
     if m:
         return int(m.group(1) or m.group(2))
-    if plain:
-        m = re.fullmatch(r"\s*(\d{1,3})\s*", text)
+    if plain:  # the asked question: "35", "35 years"
+        m = re.fullmatch(r"\s*(\d{1,3})\s*(?:years?|yrs?)?\s*\.?\s*", text, re.I)
         return int(m.group(1)) if m else None
     return None
 
@@ -220,70 +273,160 @@ def asked_fields(info: ScorecardInfo) -> list[FieldInfo]:
     return [f for f in info.asked if f.name != "consent"]
 
 
-def read_answers(text: str, fields: list[FieldInfo], asking: str | None,
-                 product: ProductTerms) -> tuple[dict[str, Any], str | None]:
-    """Values found in one message, and the hint key when the field being asked was unreadable.
-    The asked field may be a bare value ("12"); others need a cue ("I earn 6k", "over 12 months")."""
+@dataclass
+class Reading:
+    """What one message gave: the usable values, and the first value that could not be used."""
+
+    asking: str | None = None  # the field the form had asked for
+    found: dict[str, Any] = dc_field(default_factory=dict)
+    problem: str | None = None  # the field whose answer was unreadable or out of range
+    hint: str | None = None  # the reply key that says what a usable answer looks like
+    unreadable: bool = False  # True: nothing usable at all; False: a value that cannot be used
+
+    @property
+    def others(self) -> list[str]:
+        """Fields the message gave besides the one asked."""
+        return [name for name in self.found if name != self.asking]
+
+
+def read_answers(text: str, fields: list[FieldInfo], asking: str | None, product: ProductTerms) -> Reading:
+    """Every field one message gives, whichever was asked. A field's own cue words claim a clause
+    ("I earn 12k a month", "50,000 yuan savings", "I'm 41", "over 24 months"); the clauses no
+    cue claimed are read as a bare answer to the question asked ("12", "6,000 yuan")."""
     by_name = {f.name: f for f in fields}
-    found: dict[str, Any] = {}
+    reading = Reading(asking=asking)
+    bad: dict[str, str] = {}  # field -> hint, for values given but out of range
     rest: list[str] = []  # clauses no other field claimed: where a bare answer is read from
     for clause in _clauses(text):
-        values = read_clause(clause, by_name)
-        if not values or (asking in values and len(values) == 1 and not _cued(clause, asking)):
-            rest.append(clause)
+        values, left = read_clause(clause, by_name, asking)
+        if asking in values and len(values) == 1 and not _cued(clause, asking):
+            left = clause  # the asked field in passing: read it as the bare answer below
+            values = {}
+        if left.strip():
+            rest.append(left)
         for name, value in values.items():
-            if check_value(by_name[name], value, product) is None:
-                found.setdefault(name, value)
-    for name, table in (("purpose", PURPOSES), ("housing", HOUSING)):
-        if name in by_name and name not in found:
-            value = parse_choice(text, table)
-            if value is not None:
-                found[name] = value
-    hint = None
-    if asking in by_name and asking not in found:
+            hint = check_value(by_name[name], value, product)
+            if hint is None:
+                reading.found.setdefault(name, value)
+            else:
+                bad.setdefault(name, hint)
+    if asking in by_name and asking not in reading.found:
         f = by_name[asking]
-        value = parser_for(f)(" ".join(rest), True) if rest else None
-        hint = f"hint_{f.name}" if value is None else check_value(f, value, product)
-        if hint is None:
-            found[f.name] = value
-    return found, hint
+        bare = " ".join(rest)
+        if f.kind == "number" and f.name != "monthly_income":
+            bare = _NUM_DURATION.sub(" ", bare)  # "24 months" is no amount of money
+        value = None if not bare.strip() or (f.kind == "number" and ambiguous_money(bare)) \
+            else parser_for(f)(bare, True)
+        if value is not None:
+            hint = check_value(f, value, product)
+            if hint is None:
+                reading.found[f.name] = value
+            else:
+                bad.setdefault(f.name, hint)
+        elif f.name not in bad and (not reading.found or re.search(r"\d", bare)):
+            # nothing usable, or a figure no field could take: ask again with an example (the
+            # other fields the message gave are kept)
+            reading.problem, reading.hint, reading.unreadable = f.name, f"hint_{f.name}", True
+    unusable = [name for name in bad if name not in reading.found]
+    if reading.problem is None and unusable:
+        name = asking if asking in unusable else unusable[0]
+        reading.problem, reading.hint = name, bad[name]
+    return reading
 
 
 def _clauses(text: str) -> list[str]:
     # commas and points inside numbers (6,000 / 6.5k) do not end a clause
-    return [c for c in re.split(r"(?<!\d)[,.]|[,.](?!\d)|[;!?，。；！？]|\band\b|\bbut\b", text) if c.strip()]
+    parts = re.split(r"(?<!\d)[,.]|[,.](?!\d)|[;!?，。；！？\n]|\band\b|\bbut\b|\balso\b|\bplus\b", text)
+    return [c for c in parts if c.strip()]
 
 
 def _cued(clause: str, name: str) -> bool:
+    if name == "monthly_income" and _income_by_period(clause):
+        return True
+    if name == "employment" and not_working(clause):
+        return True
     rx = CUES.get(name)
     return bool(rx and rx.search(clause)) or (name == "term_months" and bool(_TERM_CUE.search(clause)))
 
 
 _TERM_CUE = re.compile(rf"\b(?:over|for|in|across|within|repay(?:ing)? over|term of)\s+(?:{_DURATION.pattern})", re.I)
+_BARE_DURATION = re.compile(rf"\s*(?:(?:about|around|maybe|for|over)\s+)?(?:{_DURATION.pattern})\s*", re.I)
+_NUM_DURATION = re.compile(rf"(?:{_NUM})\s*[- ]?\s*(?:years?|yrs?\b|months?|mos?\b|年|个月|月|期)", re.I)
+_JUST_WORDS = re.compile(r"\s*(?:[^\W\d]+\s*){1,3}")  # "furniture", "a used car": a purpose said on its own
+DURATION_FIELDS = ("term_months", "employment", "age")  # asked fields a bare "2 years" may answer
 
 
-def read_clause(clause: str, fields: dict[str, FieldInfo]) -> dict[str, Any]:
-    """Fields one clause states with a cue: 'I earn 6k a month', 'borrow 20,000 over 12 months'."""
-    cue = next((name for name, rx in CUES.items() if rx.search(clause) and name in fields), None)
-    if cue is None and "employment" in fields and re.search(r"unemployed|not working|no job", clause, re.I):
-        cue = "employment"
-    if cue == "employment":
-        value = parse_employment(clause, False)
-        return {"employment": value} if value else {}
-    if cue in ("monthly_income", "savings", "age"):
-        value = parser_for(fields[cue])(clause, True)
-        return {cue: value} if value is not None else {}
+def _income_by_period(clause: str) -> bool:
+    """'1,000 yuan a month from my parents', '72k a year': money someone gets, not a payment."""
+    return bool(_INCOME_BY_PERIOD.search(clause)) and not _PAYMENT_WORD.search(clause) \
+        and parse_money(clause, True) is not None
+
+
+def read_clause(clause: str, fields: dict[str, FieldInfo], asking: str | None = None) -> tuple[dict[str, Any], str]:
+    """Fields one clause states with a cue ('I earn 6k a month', 'borrow 20,000 over 12 months',
+    '30000 yuan for furniture', 'I own my home'), and what is left of it for a bare answer."""
     found: dict[str, Any] = {}
-    term = _TERM_CUE.search(clause)
+    about_home = bool(_HOUSING_CUE.search(clause))
+    if "housing" in fields and about_home:
+        value = parse_choice(clause, HOUSING)
+        if value is not None:
+            found["housing"] = value
+    if "employment" in fields and not_working(clause):
+        found["employment"] = "unemployed"
+    number = _cued_number(clause, fields, skip=set(found))
+    if number is not None:  # the clause's number belongs to its cue: nothing left to read
+        return {**found, **number}, ""
+    # what a bare answer is read from; a clause about the home answers no other question
+    left = clause if not found and (not about_home or asking == "housing") else ""
+    term = None if about_home else _TERM_CUE.search(clause)
     if "term_months" in fields and term:
         months = parse_term(term.group(0), False)
         if months:
             found["term_months"] = months
-    if "amount" in fields and cue == "amount":
-        value = parse_money(_DURATION.sub(" ", clause), plain=True)
+            left = clause[:term.start()] + " " + clause[term.end():]
+    elif "term_months" in fields and asking not in DURATION_FIELDS and _BARE_DURATION.fullmatch(clause):
+        months = parse_term(clause, False)  # "24 months" on its own, while asking something else
+        if months:
+            return {**found, "term_months": months}, ""
+    purpose = parse_choice(clause, PURPOSES) if "purpose" in fields and "employment" not in found and (
+        _PURPOSE_CUE.search(clause) or _JUST_WORDS.fullmatch(clause)) else None
+    if purpose is not None:
+        found["purpose"] = purpose
+    if "amount" in fields and (CUES["amount"].search(clause) or "term_months" in found or purpose):
+        # "borrow 20,000", or money said with the loan's term or purpose: "30000 yuan over 24 months"
+        value = parse_money(_DURATION.sub(" ", left or clause), plain=True)
         if value is not None and value >= 100:
             found["amount"] = value
-    return found
+            left = ""
+    return found, left
+
+
+def _cued_number(clause: str, fields: dict[str, FieldInfo], skip: set[str]) -> dict[str, Any] | None:
+    """The one field a clause's cue words give a number for ('I earn 12k a month', '50,000 yuan
+    savings', 'employed 8 years', "I'm 41"), checked in that order; a cue whose value cannot be
+    read gives way to the next."""
+    if "monthly_income" in fields and (CUES["monthly_income"].search(clause) or _income_by_period(clause)):
+        value = parse_income(clause, True)
+        if value is not None:
+            return {"monthly_income": value}
+    for name in ("savings", "employment", "age"):
+        if name in fields and name not in skip and CUES[name].search(clause):
+            value = parser_for(fields[name])(clause, name != "employment")
+            if value is not None:
+                return {name: value}
+    return None
+
+
+def outside_age_rule(answers: dict[str, Any], product: ProductTerms) -> bool:
+    """The product's age rule (terms.yaml: min_age to max_age) fails for the age given."""
+    age = answers.get("age")
+    return age is not None and not product.min_age <= age <= product.max_age
+
+
+def labels(fields: list[FieldInfo], names: list[str]) -> str:
+    """'your age', 'your age and your savings', 'a, b and c', in the form's order."""
+    shown = [f.label for f in fields if f.name in names]
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1] if shown else ""
 
 
 def next_missing(fields: list[FieldInfo], answers: dict[str, Any]) -> FieldInfo | None:
