@@ -60,6 +60,36 @@ def test_tricky_complaint_versus_question(router):
     assert route(router, "Where can I complain if I'm not happy with your answer?").intent == "answer"
 
 
+@pytest.mark.parametrize("message", [
+    "how much can my shop borrow with a meadow business loan?",
+    "I run a small shop, what's the APR of the meadow business loan?",
+    "how much can I borrow with Meadow Cash?",
+    "Who can apply for a Meadow Business loan?",
+    "Meadow Flex: what's the highest limit you offer?",
+])
+def test_a_question_about_what_a_product_offers_is_answered_not_a_form(router, message):
+    decision = route(router, message)
+    assert (decision.intent, decision.reason) == ("answer", "rule:product_question")
+
+
+@pytest.mark.parametrize("message", [
+    "can I borrow 20000?",
+    "check my eligibility",
+    "am I eligible for meadow cash",
+    "I want to apply for a loan",
+    "I'd like to apply for Meadow Cash",
+    "I earn 8000 a month, how much can I borrow with Meadow Cash?",
+    "what APR would I get on a business loan?",
+    "How much could I borrow?",
+])
+def test_asking_to_be_checked_or_to_apply_starts_the_eligibility_form(router, message):
+    assert route(router, message).intent == "eligibility"
+
+
+def test_applying_elsewhere_is_not_our_form(router):
+    assert route(router, "I want to apply for a credit card at ICBC").reason != "rule:apply_request"
+
+
 def test_asking_for_a_human_is_a_rule(router):
     decision = route(router, "can I speak to a real person")
     assert (decision.intent, decision.reason, decision.confidence) == ("handoff", "rule:human_request", 1.0)
@@ -144,7 +174,7 @@ def test_held_out_examples_route_well(router):
 
 def test_routing_rules_file_is_valid():
     rules = load_routing_rules(routing_rules_file(Settings(_env_file=None)))
-    assert {r.name for r in rules.rules} >= {"human_request", "complaint_howto"}
+    assert {r.name for r in rules.rules} >= {"human_request", "complaint_howto", "product_question"}
     assert set(rules.handoff_on) <= set(rules.urgency.flags)
 
 
