@@ -2,43 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from assistant.config import Settings, apply_offline_env
+from assistant.cli_common import emit_json, err, fail, load_settings
+from assistant.config import Settings
 
 app = typer.Typer(help="Meadow assistant: customer service and marketing for consumer-finance lenders.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
-err = Console(stderr=True)
 out = Console()
-
-
-def emit_json(payload: Any) -> None:
-    """One JSON object on stdout; everything else goes to stderr."""
-    sys.stdout.write(json.dumps(payload, ensure_ascii=False, default=str) + "\n")
-
-
-def fail(message: str, code: int = 1, as_json: bool = False) -> None:
-    if as_json:
-        emit_json({"error": message})
-    else:
-        err.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
-
-
-def load_settings() -> Settings:
-    apply_offline_env()
-    try:
-        return Settings()
-    except Exception as exc:  # pydantic ValidationError: name the bad variable
-        fail(f"invalid settings: {exc}")
-        raise
 
 
 @app.callback()
@@ -71,7 +48,7 @@ def ingest(as_json: bool = typer.Option(False, "--json"),
     try:
         report = build_knowledge(settings).ingest(progress=not (quiet or as_json))
     except KnowledgeBaseError as exc:
-        fail(f"the knowledge base has errors:\n{exc}", as_json=as_json)
+        fail(f"the knowledge base has errors:\n{exc}", as_json=as_json, code=1)
     if as_json:
         emit_json(report.as_dict())
         return
@@ -89,9 +66,9 @@ def _build(settings: Settings):
     try:
         assistant = build_assistant(settings)
     except ModelNotAvailable as exc:
-        fail(str(exc))
+        fail(str(exc), code=1)
     if assistant.skills["answer"].kb.count() == 0:
-        fail("the knowledge base is not indexed yet: run `assistant ingest` first")
+        fail("the knowledge base is not indexed yet: run `assistant ingest` first", code=1)
     return assistant
 
 
@@ -162,7 +139,7 @@ def llm_convert(as_json: bool = typer.Option(False, "--json")) -> None:
     try:
         path = resolve_model_path(load_settings())
     except ModelNotAvailable as exc:
-        fail(str(exc), as_json=as_json)
+        fail(str(exc), as_json=as_json, code=1)
     emit_json({"model_path": str(path)}) if as_json else out.print(f"model ready: {path}")
 
 
@@ -178,7 +155,7 @@ def llm_serve(port: int = typer.Option(8000), host: str = typer.Option("127.0.0.
 
     command = vllm_command(load_settings(), python, port, host=host, tool_calling=tool_calling)
     if not os.path.exists(python):
-        fail(f"{python} not found: run `make vllm-install` first (or pass --python)")
+        fail(f"{python} not found: run `make vllm-install` first (or pass --python)", code=1)
     err.print("starting: " + " ".join(command))
     os.execve(python, command, vllm_env())
 
