@@ -7,39 +7,17 @@
 
 from __future__ import annotations
 
-import json
-import logging
-import sys
 from pathlib import Path
-from typing import Any, NoReturn, Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from assistant.config import Settings, apply_offline_env
+from assistant.cli_common import emit_json, fail, load_settings
 
 app = typer.Typer(help="Complaint classification: product x issue -> team; evaluate beside a TF-IDF baseline.",
                   no_args_is_help=True)
-err = Console(stderr=True)
-
-
-def _emit(payload: Any) -> None:
-    sys.stdout.write(json.dumps(payload, ensure_ascii=False, default=str) + "\n")
-
-
-def _fail(message: str, as_json: bool, code: int = 2) -> NoReturn:
-    if as_json:
-        _emit({"error": message})
-    else:
-        err.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
-
-
-def _settings() -> Settings:
-    apply_offline_env()
-    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
-    return Settings()
 
 
 @app.command()
@@ -53,16 +31,16 @@ def classify(
     from assistant.textclf import DataError
 
     if not text.strip():
-        _fail("the complaint is empty", as_json)
-    settings = _settings()
+        fail("the complaint is empty", as_json=as_json)
+    settings = load_settings(as_json=as_json, quiet_embeddings=True)
     try:
         c = ComplaintClassifier(settings).classify(text)
     except (DataError, ValueError) as exc:
-        _fail(str(exc), as_json)
+        fail(str(exc), as_json=as_json)
     severity, escalations = load_complaint_rules(complaint_rules_file(settings)).assess(text, c.issue, [])
     result = {**c.model_dump(), "severity": severity, "escalations": escalations}
     if as_json:
-        _emit(result)
+        emit_json(result)
         return
     Console().print(f"{c.product_name} / {c.issue_name} -> {c.team_name} "
                     f"(product {c.product_confidence:.2f}, issue {c.issue_confidence:.2f}); severity {severity}"
@@ -85,15 +63,15 @@ def evaluate(
     from assistant.textclf import DataError
 
     if (data is None) == (not shared_split):
-        _fail("give either --data FILE or --shared-split", as_json)
-    settings = _settings()
+        fail("give either --data FILE or --shared-split", as_json=as_json)
+    settings = load_settings(as_json=as_json, quiet_embeddings=True)
     try:
         report = cm.evaluation_report(settings, None if shared_split else data, train, shared_dir or cm.SHARED_DATA)
     except (DataError, OSError) as exc:
-        _fail(str(exc), as_json)
+        fail(str(exc), as_json=as_json)
     beats = report["beats_baseline"]
     if as_json:
-        _emit(report)
+        emit_json(report)
     else:
         _print(report)
     raise typer.Exit(0 if beats else 1)
@@ -126,7 +104,7 @@ def train_command(
     from assistant import complaints as cm
     from assistant.textclf import DataError
 
-    settings = _settings()
+    settings = load_settings(as_json=as_json, quiet_embeddings=True)
     out_dir = out_dir or settings.model_cache_dir
     try:
         taxonomy = cm.load_taxonomy(cm.taxonomy_file(settings))
@@ -134,8 +112,8 @@ def train_command(
                 else cm.shared_rows(taxonomy, shared_dir or cm.SHARED_DATA))
         report = cm.train(settings, out_dir, rows)
     except (DataError, OSError) as exc:
-        _fail(str(exc), as_json)
+        fail(str(exc), as_json=as_json)
     if as_json:
-        _emit(report)
+        emit_json(report)
         return
     Console().print(f"wrote {out_dir} from {report['n']} complaints in {report['seconds']} s")

@@ -8,38 +8,17 @@
 
 from __future__ import annotations
 
-import json
-import logging
-import sys
 from pathlib import Path
-from typing import Any, NoReturn, Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
 
-from assistant.config import Settings, apply_offline_env
+from assistant.cli_common import emit_json, fail, load_settings
+from assistant.config import Settings
 
 app = typer.Typer(help="The intent router: train its classifier, evaluate it on any labelled file, route a message.",
                   no_args_is_help=True)
-err = Console(stderr=True)
-
-
-def _emit(payload: Any) -> None:
-    sys.stdout.write(json.dumps(payload, ensure_ascii=False, default=str) + "\n")
-
-
-def _fail(message: str, as_json: bool, code: int = 2) -> NoReturn:
-    if as_json:
-        _emit({"error": message})
-    else:
-        err.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
-
-
-def _settings() -> Settings:
-    apply_offline_env()
-    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
-    return Settings()
 
 
 @app.command()
@@ -60,7 +39,7 @@ def train(
     from assistant import router_train as rt
     from assistant.textclf import DataError
 
-    settings = _settings()
+    settings = load_settings(as_json=as_json, quiet_embeddings=True)
     try:
         if data is not None:
             out = out or settings.model_cache_dir / f"router_{data.stem}.npz"
@@ -70,9 +49,9 @@ def train(
             report = rt.train_intents(settings, out, intents_file=intents or rt.INTENTS_FILE,
                                       shared_dir=shared_dir or rt.SHARED_DATA, include_holdout=include_holdout)
     except (DataError, OSError) as exc:
-        _fail(str(exc), as_json)
+        fail(str(exc), as_json=as_json)
     if as_json:
-        _emit(report)
+        emit_json(report)
         return
     val = report.get("val") or {}
     Console().print(f"wrote {report['model']} in {report['seconds']} s: C={report['C']}, "
@@ -100,9 +79,9 @@ def evaluate(
     from assistant.router import Router, router_model_file
     from assistant.textclf import DataError, read_labelled
 
-    settings = _settings()
+    settings = load_settings(as_json=as_json, quiet_embeddings=True)
     if split not in ("all", "train", "test"):
-        _fail("--split must be all, train or test", as_json)
+        fail("--split must be all, train or test", as_json=as_json)
     model = model or router_model_file(settings)
     try:
         if routes or split != "all":
@@ -118,10 +97,10 @@ def evaluate(
         else:
             report = rt.evaluate_csv(settings, model, data, text_col, label_col)
     except (DataError, OSError, ValueError) as exc:
-        _fail(str(exc), as_json)
+        fail(str(exc), as_json=as_json)
     report = {"model": str(model), "data": str(data), **report}
     if as_json:
-        _emit(report)
+        emit_json(report)
         return
     Console().print(f"{data}: n={report['n']}, accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}")
     for e in report.get("errors", [])[:20]:
@@ -148,13 +127,14 @@ def route(
     from assistant.types import Conversation
 
     if not message.strip():
-        _fail("the message is empty", as_json)
+        fail("the message is empty", as_json=as_json)
+    settings = load_settings(as_json=as_json, code=2, quiet_embeddings=True)  # 2, like this command's other errors
     try:
-        decision = Router(_settings()).route(Conversation(), message)
+        decision = Router(settings).route(Conversation(), message)
     except (DataError, ValueError) as exc:
-        _fail(str(exc), as_json)
+        fail(str(exc), as_json=as_json)
     if as_json:
-        _emit(decision.model_dump(mode="json"))
+        emit_json(decision.model_dump(mode="json"))
         return
     urgency = f", urgency {', '.join(decision.urgency)}" if decision.urgency else ""
     Console().print(f"{decision.intent} ({decision.confidence:.2f}, {decision.reason}{urgency})")

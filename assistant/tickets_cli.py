@@ -9,42 +9,27 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from datetime import datetime
-from typing import Any, NoReturn, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from assistant.config import Settings, apply_offline_env
+from assistant.cli_common import emit_json, fail, load_settings
 
 app = typer.Typer(help="Complaint and hand-off tickets: list, filter, update, SLA breaches.", no_args_is_help=True)
-err = Console(stderr=True)
-
-
-def _emit(payload: Any) -> None:
-    sys.stdout.write(json.dumps(payload, ensure_ascii=False, default=str) + "\n")
-
-
-def _fail(message: str, as_json: bool, code: int = 2) -> NoReturn:
-    if as_json:
-        _emit({"error": message})
-    else:
-        err.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
 
 
 def _service(as_json: bool):
     from assistant.tickets import TicketService
 
-    apply_offline_env()
+    settings = load_settings(as_json=as_json)
     try:
-        return TicketService(Settings())
+        return TicketService(settings)
     except (OSError, ValueError) as exc:
-        _fail(f"cannot open the ticket service: {exc}", as_json, 1)
+        fail(f"cannot open the ticket service: {exc}", as_json=as_json, code=1)
 
 
 def _run(as_json: bool, action):
@@ -53,9 +38,10 @@ def _run(as_json: bool, action):
     try:
         return action()
     except TicketError as exc:
-        _fail(str(exc), as_json, 2)
+        fail(str(exc), as_json=as_json, code=2)
     except (SQLAlchemyError, OSError) as exc:
-        _fail(f"the ticket store is unavailable: {exc.__class__.__name__}: {str(exc).splitlines()[0]}", as_json, 1)
+        fail(f"the ticket store is unavailable: {exc.__class__.__name__}: {str(exc).splitlines()[0]}",
+             as_json=as_json, code=1)
 
 
 def _when(moment: datetime | None) -> str:
@@ -77,15 +63,15 @@ def list_tickets(
     from assistant.tickets import TicketFilter
 
     if severity and severity not in ("urgent", "high", "normal"):
-        _fail(f"unknown severity {severity!r}; one of urgent, high, normal", as_json)
+        fail(f"unknown severity {severity!r}; one of urgent, high, normal", as_json=as_json)
     if kind and kind not in ("complaint", "handoff"):
-        _fail(f"unknown kind {kind!r}; one of complaint, handoff", as_json)
+        fail(f"unknown kind {kind!r}; one of complaint, handoff", as_json=as_json)
     service = _service(as_json)
     where = TicketFilter(status=status, team=team, severity=severity, kind=kind, customer_ref=customer,
                          open_only=open_only, limit=limit)
     tickets = _run(as_json, lambda: service.list(where))
     if as_json:
-        _emit({"tickets": [t.model_dump(mode="json", exclude={"events", "excerpt"}) for t in tickets]})
+        emit_json({"tickets": [t.model_dump(mode="json", exclude={"events", "excerpt"}) for t in tickets]})
         return
     table = Table(title=f"{len(tickets)} tickets (times UTC)")
     table.add_column("id", no_wrap=True, min_width=17)
@@ -106,7 +92,7 @@ def show(
     service = _service(as_json)
     ticket = _run(as_json, lambda: service.get(ticket_id))
     if as_json:
-        _emit(ticket.model_dump(mode="json"))
+        emit_json(ticket.model_dump(mode="json"))
         return
     out = Console()
     out.print(f"[bold]{ticket.id}[/bold] {ticket.kind}, {ticket.status}, {ticket.severity}, team {ticket.team}")
@@ -137,7 +123,7 @@ def update(
     service = _service(as_json)
     ticket = _run(as_json, lambda: service.update(ticket_id, status=status, note=note, actor=actor, extend=extend))
     if as_json:
-        _emit(ticket.model_dump(mode="json", exclude={"excerpt"}))
+        emit_json(ticket.model_dump(mode="json", exclude={"excerpt"}))
         return
     Console().print(f"{ticket.id}: {ticket.status}, resolve by {_when(ticket.resolve_due)} UTC"
                     f"{' (extended)' if ticket.extended else ''}")
@@ -153,7 +139,7 @@ def breaches(
     service = _service(as_json)
     found = _run(as_json, lambda: service.breaches(within_hours))
     if as_json:
-        _emit({"breaches": [{"ticket_id": b.ticket.id, "team": b.ticket.team, "severity": b.ticket.severity,
+        emit_json({"breaches": [{"ticket_id": b.ticket.id, "team": b.ticket.team, "severity": b.ticket.severity,
                              "status": b.ticket.status, "deadline": b.deadline, "due": b.due.isoformat(),
                              "state": b.state, "hours_left": b.hours_left} for b in found],
                "breached": sum(b.state == "breached" for b in found), "near": sum(b.state == "near" for b in found)})
@@ -174,6 +160,6 @@ def replay_spool(as_json: bool = typer.Option(False, "--json", help="one JSON ob
     done = _run(as_json, service.replay_spool)
     left = len(service.spool.pending())
     if as_json:
-        _emit({"replayed": done, "pending": left})
+        emit_json({"replayed": done, "pending": left})
         return
     Console().print(f"replayed {len(done)} tickets; {left} still waiting")
