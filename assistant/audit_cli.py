@@ -4,7 +4,6 @@ Also runs alone: `python -m assistant.audit_cli verify --json`."""
 
 from __future__ import annotations
 
-import json
 import sys
 
 import typer
@@ -12,11 +11,10 @@ from rich.console import Console
 from rich.table import Table
 
 from assistant.audit import AuditLog
-from assistant.config import Settings
+from assistant.cli_common import emit_json, err, load_settings
 
 app = typer.Typer(help="The append-only audit log: verify its hash chain, replay a conversation.",
                   no_args_is_help=True)
-err = Console(stderr=True)
 
 
 @app.command()
@@ -26,9 +24,9 @@ def verify(
     json_out: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
     """Recompute the hash chain; exit 1 if any record was edited, deleted or inserted."""
-    report = AuditLog(Settings()).verify(expect_head)
+    report = AuditLog(load_settings()).verify(expect_head)
     if json_out:
-        print(json.dumps(report.to_dict()))
+        emit_json(report.to_dict())
     else:
         out = Console()
         state = "[green]intact[/green]" if report.ok else "[red]BROKEN[/red]"
@@ -45,14 +43,14 @@ def show(
     json_out: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
     """Replay one conversation turn by turn (redacted input, reply, route, sources, tools, flags)."""
-    records = AuditLog(Settings()).show(conversation_id)
+    records = AuditLog(load_settings()).show(conversation_id)
     if not records:
         err.print(f"no audit records for conversation {conversation_id!r}")
         if json_out:
-            print(json.dumps({"conversation_id": conversation_id, "records": []}))
+            emit_json({"conversation_id": conversation_id, "records": []})
         raise typer.Exit(2)
     if json_out:
-        print(json.dumps({"conversation_id": conversation_id, "records": records}, ensure_ascii=False))
+        emit_json({"conversation_id": conversation_id, "records": records})
         return
     table = Table(title=f"conversation {conversation_id}", show_lines=True)
     for column in ("seq", "time", "customer said", "assistant replied", "route / path", "sources", "flags"):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from decimal import Decimal
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
-from assistant.config import Settings
+from assistant.cli_common import emit_json, fail, load_settings
 from assistant.loans import LoanError, early_repayment_quote, late_fee, product_schedule
 from assistant.terms import load_terms
 
@@ -22,14 +21,9 @@ METHODS = ("equal_installment", "equal_principal")
 
 def _product(key: str):
     try:
-        return load_terms(Settings().terms_file).product(key)
+        return load_terms(load_settings().terms_file).product(key)
     except KeyError as exc:
-        _fail(str(exc.args[0]))
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
+        fail(str(exc.args[0]))
 
 
 def _date(text: Optional[str], name: str) -> date | None:
@@ -38,24 +32,20 @@ def _date(text: Optional[str], name: str) -> date | None:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        _fail(f"{name} must be a date like 2025-03-15")
+        fail(f"{name} must be a date like 2025-03-15")
 
 
 def _schedule(product_key: str, amount: str, months: int, apr: Optional[str], method: Optional[str],
               start: Optional[str]):
     if method is not None and method not in METHODS:
-        _fail(f"--method must be one of {', '.join(METHODS)}")
+        fail(f"--method must be one of {', '.join(METHODS)}")
     try:
         return product_schedule(_product(product_key), Decimal(amount), months, apr, method,  # type: ignore[arg-type]
                                 _date(start, "--start") or date.today())
     except LoanError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except ArithmeticError:
-        _fail("--amount and --apr must be numbers")
-
-
-def _dump(value: Any) -> str:
-    return json.dumps(value, default=str, ensure_ascii=False)
+        fail("--amount and --apr must be numbers")
 
 
 @app.command()
@@ -71,7 +61,7 @@ def schedule(
     """The full repayment schedule, total cost and APR."""
     s = _schedule(product, amount, months, apr, method, start)
     if as_json:
-        typer.echo(_dump({**s.summary(), "installments": [i.model_dump(mode="json") for i in s.installments]}))
+        emit_json({**s.summary(), "installments": [i.model_dump(mode="json") for i in s.installments]})
         return
     from rich.console import Console
     from rich.table import Table
@@ -104,9 +94,9 @@ def early_repayment(
     try:
         quote = early_repayment_quote(s, _product(product), _date(on, "--on"))  # type: ignore[arg-type]
     except LoanError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
-        typer.echo(_dump(quote.model_dump(mode="json")))
+        emit_json(quote.model_dump(mode="json"))
         return
     typer.echo(f"repay on {quote.repay_on}: principal {quote.principal_outstanding:,} + interest "
                f"{quote.accrued_interest:,} + early-repayment fee {quote.early_repayment_fee:,} = "
@@ -124,9 +114,9 @@ def late_fee_cmd(
     try:
         fee = late_fee(_product(product), Decimal(installment), days_late)
     except ArithmeticError:
-        _fail("--installment must be a number")
+        fail("--installment must be a number")
     if as_json:
-        typer.echo(_dump(fee.model_dump(mode="json")))
+        emit_json(fee.model_dump(mode="json"))
         return
     typer.echo(f"late fee {fee.fee:,} ({'within the grace period' if fee.within_grace else 'after the grace period'}"
                f"{'; reported to the credit bureau' if fee.reported_to_credit_bureau else ''})")

@@ -18,32 +18,14 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from assistant.cli_common import emit_json, err, fail, load_settings
+
 log = logging.getLogger(__name__)
-err = Console(stderr=True)
 out = Console()
 
 compliance_app = typer.Typer(help="Check marketing copy against the compliance rule pack "
                                   "(knowledge_base/rules/compliance.yaml).", no_args_is_help=True)
 app = compliance_app  # the name the brief asked for
-
-
-def _emit_json(payload: Any) -> None:
-    sys.stdout.write(json.dumps(payload, ensure_ascii=False, default=str) + "\n")
-
-
-def _fail(message: str, code: int = 2, as_json: bool = False) -> None:
-    if as_json:
-        _emit_json({"error": message})
-    else:
-        err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
-    raise typer.Exit(code)
-
-
-def _settings():
-    from assistant.config import Settings, apply_offline_env
-
-    apply_offline_env()
-    return Settings()
 
 
 def _checker(settings, rules: Path | None, as_json: bool):
@@ -53,7 +35,7 @@ def _checker(settings, rules: Path | None, as_json: bool):
     try:
         return ComplianceChecker(load_rule_pack(rules or rules_path(settings)), load_terms(settings.terms_file))
     except RulePackError as exc:
-        _fail(str(exc), as_json=as_json)
+        fail(str(exc), as_json=as_json)
 
 
 # --- assistant copy -----------------------------------------------------------------------------
@@ -70,7 +52,7 @@ def copy_command(
     Exit 0 when at least one variant passes, 1 when none does, 2 on a bad brief."""
     from assistant.marketing import Brief, BriefError, MarketingStudio, export_draft_set
 
-    settings = _settings()
+    settings = load_settings(as_json=as_json)
     parsed = _read_brief(brief, as_json)
     chat_model, warnings = (None, []) if no_llm else _chat_model(settings)
     retrieve = None if no_kb else _retriever(settings, warnings)
@@ -78,14 +60,14 @@ def copy_command(
         studio = MarketingStudio(settings, chat_model, retrieve)
         draft_set = studio.draft(Brief.model_validate(parsed))
     except ValidationError as exc:
-        _fail(f"{brief}: invalid brief: {_errors(exc)}", as_json=as_json)
+        fail(f"{brief}: invalid brief: {_errors(exc)}", as_json=as_json)
     except BriefError as exc:
-        _fail(f"{brief}: {exc}", as_json=as_json)
+        fail(f"{brief}: {exc}", as_json=as_json)
     draft_set.warnings[:0] = warnings
     paths = export_draft_set(draft_set, out_dir)
     passing = len(draft_set.passed)
     if as_json:
-        _emit_json({"files": {k: str(v) for k, v in paths.items()}, "variants": len(draft_set.variants),
+        emit_json({"files": {k: str(v) for k, v in paths.items()}, "variants": len(draft_set.variants),
                     "passed": passing, "draft_set": json.loads(draft_set.model_dump_json())})
     else:
         _print_drafts(draft_set, paths)
@@ -96,11 +78,11 @@ def _read_brief(path: Path, as_json: bool) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))  # YAML is a superset of JSON
     except OSError as exc:
-        _fail(f"cannot read {path}: {exc.strerror}", as_json=as_json)
+        fail(f"cannot read {path}: {exc.strerror}", as_json=as_json)
     except yaml.YAMLError as exc:
-        _fail(f"{path}: not valid YAML/JSON: {exc}", as_json=as_json)
+        fail(f"{path}: not valid YAML/JSON: {exc}", as_json=as_json)
     if not isinstance(data, dict):
-        _fail(f"{path}: a brief is a mapping (product, audience, channel, ...)", as_json=as_json)
+        fail(f"{path}: a brief is a mapping (product, audience, channel, ...)", as_json=as_json)
     return data.get("brief", data)
 
 
@@ -158,7 +140,7 @@ def check_command(
     as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
     """Check copy written by people. Exit 0 when every piece passes, 1 on any violation, 2 on bad input."""
-    settings = _settings()
+    settings = load_settings(as_json=as_json)
     checker = _checker(settings, rules, as_json)
     pieces = _read_pieces(file, as_json)
     results = []
@@ -167,7 +149,7 @@ def check_command(
         try:
             report = checker.check_copy(piece["text"], product=p_product, channel=p_channel)
         except (KeyError, ValueError) as exc:
-            _fail(f"{piece.get('id', file)}: {exc.args[0] if exc.args else exc}", as_json=as_json)
+            fail(f"{piece.get('id', file)}: {exc.args[0] if exc.args else exc}", as_json=as_json)
         result = {"id": piece.get("id"), "report": json.loads(report.model_dump_json())}
         if fix and not report.passed:
             fixed, fixed_report = _fix_rounds(checker, piece["text"], report, p_product, p_channel)
@@ -175,7 +157,7 @@ def check_command(
         results.append(result)
     failed = sum(not r["report"]["passed"] for r in results)
     if as_json:
-        _emit_json({"file": str(file), "pieces": len(results), "failed": failed, "results": results})
+        emit_json({"file": str(file), "pieces": len(results), "failed": failed, "results": results})
     else:
         _print_reports(results)
     raise typer.Exit(1 if failed else 0)
@@ -198,7 +180,7 @@ def _read_pieces(file: Path, as_json: bool) -> list[dict[str, Any]]:
     try:
         raw = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
     except OSError as exc:
-        _fail(f"cannot read {file}: {exc.strerror}", as_json=as_json)
+        fail(f"cannot read {file}: {exc.strerror}", as_json=as_json)
     suffix = file.suffix.lower()
     try:
         if suffix == ".jsonl":
@@ -209,10 +191,10 @@ def _read_pieces(file: Path, as_json: bool) -> list[dict[str, Any]]:
         else:
             pieces = [{"text": raw}]
     except json.JSONDecodeError as exc:
-        _fail(f"{file}: not valid JSON: {exc}", as_json=as_json)
+        fail(f"{file}: not valid JSON: {exc}", as_json=as_json)
     if not pieces or not all(isinstance(p, dict) and isinstance(p.get("text"), str) and p["text"].strip()
                              for p in pieces):
-        _fail(f"{file}: nothing to check (each piece needs a non-empty `text`)", as_json=as_json)
+        fail(f"{file}: nothing to check (each piece needs a non-empty `text`)", as_json=as_json)
     return pieces
 
 
@@ -238,11 +220,11 @@ def rules_command(
     as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
     """Validate the rule pack and list its rules (exit 2 with the line of the first error)."""
-    settings = _settings()
+    settings = load_settings(as_json=as_json)
     checker = _checker(settings, rules, as_json)
     pack = checker.pack
     if as_json:
-        _emit_json({"version": pack.version, "effective_date": str(pack.effective_date), "fail_on": pack.fail_on,
+        emit_json({"version": pack.version, "effective_date": str(pack.effective_date), "fail_on": pack.fail_on,
                     "rules": [{"id": r.id, "severity": r.severity, "kind": r.kind, "enabled": r.enabled,
                                "channels": r.channels, "description": r.description} for r in pack.rules]})
         return

@@ -10,21 +10,16 @@ from typing import Any, Optional
 
 import typer
 
-from assistant.config import Settings
+from assistant.cli_common import emit_json, fail, load_settings
 
 app = typer.Typer(help="The eligibility scoring tool (scorecard).", no_args_is_help=True)
 
 JSON_OPT = typer.Option(False, "--json", help="print one JSON object on stdout")
 
 
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
 def _emit(result: Any, as_json: bool, render) -> None:
     if as_json:
-        typer.echo(json.dumps(result, ensure_ascii=False, default=str))
+        emit_json(result)
     else:
         render(result)
 
@@ -59,15 +54,15 @@ def train(
     from assistant.scoring.spec import load_spec
     from assistant.scoring.train import train as fit
 
-    settings = Settings()
+    settings = load_settings()
     try:
         dataset = load_spec(spec)
         path = data or dataset.data_path(settings.scoring_data_dir)
         if not Path(path).exists():
-            _fail(f"no data file {path}")
+            fail(f"no data file {path}")
         result = fit(dataset, Path(path))
     except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     target = out or settings.scorecard_dir
     report = write_card(result, target)
     summary = {"model_version": result.model.version, "out": str(target), "held_out": report["held_out"],
@@ -95,15 +90,15 @@ def evaluate(
     from assistant.scoring.model import ScorecardModel
     from assistant.scoring.spec import load_spec
 
-    settings = Settings()
+    settings = load_settings()
     try:
         if model is not None:
             if data is None:
-                _fail("--model needs --data (the file to score)")
+                fail("--model needs --data (the file to score)")
             results = [score_file(ScorecardModel.load(model), data)]
         else:
             if data is not None and spec == "all":
-                _fail("--data needs --spec (which data set the file is in)")
+                fail("--data needs --spec (which data set the file is in)")
             names = SPECS if spec == "all" else (spec,)
             results = []
             for name in names:
@@ -111,7 +106,7 @@ def evaluate(
                 typer.echo(f"evaluating {dataset.name} ...", err=True)
                 results.append(compare(dataset, dataset.data_path(settings.scoring_data_dir), extra=data))
     except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     output = {"tolerance_auc": TOLERANCE, "results": results}
 
     def render(o: dict[str, Any]) -> None:
@@ -139,9 +134,9 @@ def monitor(
     from assistant.scoring.monitor import monitor_file
 
     try:
-        report = monitor_file(ScorecardModel.load(model or Settings().scorecard_dir), new)
+        report = monitor_file(ScorecardModel.load(model or load_settings(code=2).scorecard_dir), new)
     except (FileNotFoundError, ValueError, KeyError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
     def render(r: dict[str, Any]) -> None:
         rows = [["(score)", r["score"]["psi"], r["score"]["status"], ""]]
@@ -164,9 +159,9 @@ def batch(
     from assistant.scoring.client import build_scorer
 
     try:
-        summary = batch_file(build_scorer(Settings()), source, target, progress=progress)
+        summary = batch_file(build_scorer(load_settings(code=2)), source, target, progress=progress)
     except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     _emit(summary, as_json, lambda s: typer.echo(
         f"{s['rows']} applicants -> {s['output']} in {s['seconds']} s ({s['applicants_per_s']:,}/s): {s['decisions']}"))
 
@@ -182,7 +177,7 @@ def serve(
     from assistant.scoring.client import build_scorer
     from assistant.scoring.service import create_app
 
-    uvicorn.run(create_app(build_scorer(Settings())), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(build_scorer(load_settings())), host=host, port=port, log_level="info")
 
 
 @app.command()
@@ -200,21 +195,22 @@ def score(
     try:
         raw = json.loads(text)
     except ValueError as exc:
-        _fail(f"the applicant is not valid JSON: {exc}")
+        fail(f"the applicant is not valid JSON: {exc}")
     if not isinstance(raw, dict):
-        _fail("the applicant must be a JSON object")
+        fail("the applicant must be a JSON object")
+    settings = load_settings()
     try:
-        decision = make_scoring_client(Settings()).score(raw, trace_id=trace_id)
+        decision = make_scoring_client(settings).score(raw, trace_id=trace_id)
     except ApplicantError as exc:
         if as_json:
-            typer.echo(json.dumps(exc.to_dict()))
+            emit_json(exc.to_dict())
         else:
             typer.echo("invalid applicant:", err=True)
             for e in exc.errors:
                 typer.echo(f"  {e.field}: {e.message}", err=True)
         raise typer.Exit(2)
     except ScoringUnavailable as exc:
-        _fail(str(exc), code=3)
+        fail(str(exc), code=3)
 
     def render(d: dict[str, Any]) -> None:
         typer.echo(f"{d['decision'].upper()}  score {d['score']}  band {d['band']}  ({d['model_version']})")
@@ -240,7 +236,7 @@ def bench(
     from assistant.scoring.bench import run, table
     from assistant.scoring.client import build_scorer
 
-    result = run(build_scorer(Settings()), rows, calls)
+    result = run(build_scorer(load_settings()), rows, calls)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     _emit(result, as_json, lambda r: typer.echo(table(r)))
