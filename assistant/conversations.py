@@ -13,8 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from assistant.config import Settings
-from assistant.store import Base, make_engine, make_sessionmaker
-from assistant.tickets import UTCDateTime
+from assistant.store import Base
+from assistant.tickets import LazySessions, UTCDateTime
 from assistant.types import Conversation, utcnow
 
 
@@ -32,16 +32,10 @@ class ConversationOwnerError(PermissionError):
     """The conversation id belongs to another customer."""
 
 
-class ConversationStore:
+class ConversationStore(LazySessions):
     def __init__(self, settings: Settings, sessions: sessionmaker | None = None):
         self.settings = settings
         self._sessions = sessions
-
-    @property
-    def sessions(self) -> sessionmaker:
-        if self._sessions is None:
-            self._sessions = make_sessionmaker(make_engine(self.settings))
-        return self._sessions
 
     def save(self, conversation: Conversation) -> None:
         try:

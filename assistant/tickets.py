@@ -58,6 +58,20 @@ class UTCDateTime(TypeDecorator):
         return None if value is None else value.replace(tzinfo=timezone.utc)
 
 
+class LazySessions:
+    """For a class that keeps `settings` and `_sessions` (a sessionmaker or None): the store is opened on
+    first use, so that a store that is down does not stop the assistant starting. Tickets and conversations."""
+
+    settings: Settings
+    _sessions: sessionmaker | None
+
+    @property
+    def sessions(self) -> sessionmaker:
+        if self._sessions is None:
+            self._sessions = make_sessionmaker(make_engine(self.settings))
+        return self._sessions
+
+
 class TicketRow(Base):
     __tablename__ = "tickets"
 
@@ -214,7 +228,7 @@ class TicketSpool:
         (self.folder / f"{ticket_id}.json").unlink(missing_ok=True)
 
 
-class TicketService:
+class TicketService(LazySessions):
     def __init__(self, settings: Settings, sessions: sessionmaker | None = None,
                  redact: Callable[[str], str] = lambda text: text, rules: ComplaintRules | None = None,
                  clock: Callable[[], datetime] = utcnow, spool_dir: Path | None = None):
@@ -224,13 +238,6 @@ class TicketService:
         self.clock = clock
         self.spool = TicketSpool(spool_dir or settings.data_dir / "spool" / "tickets")
         self._sessions = sessions
-
-    @property
-    def sessions(self) -> sessionmaker:
-        """Opened on first use, so that a store that is down does not stop the assistant starting."""
-        if self._sessions is None:
-            self._sessions = make_sessionmaker(make_engine(self.settings))
-        return self._sessions
 
     # --- create ------------------------------------------------------------------------------------
     def new_ticket(self, draft: TicketDraft) -> Ticket:
