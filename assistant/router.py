@@ -4,8 +4,9 @@ A trained classifier on sentence embeddings (assistant/textclf.py) decides betwe
 intents; explicit rules from knowledge_base/rules/routing.yaml come first where a pattern is more
 reliable ("speak to a human", "how do I complain?"), urgency flags (fraud, self-harm, threats by
 collectors, ...) send the conversation to a person, and the conversation decides the rest:
-an active form keeps its answers, two failed answers in a row hand off, a reply to a clarifying
-question picks its option. Below `settings.router_threshold` the decision carries
+a question about what a skill already did (the complaint ticket opened earlier) goes back to that
+skill as a follow-up, an active form keeps its answers, two failed answers in a row hand off, a
+reply to a clarifying question picks its option. Below `settings.router_threshold` the decision carries
 reason="low_confidence": the pipeline then asks a clarifying question instead of guessing."""
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "router_intents.npz
 # Skills that keep a form in conversation.state[<key>] with "active": True while they collect answers.
 FORM_STATE_KEYS = {"eligibility": "eligibility", "complaint": "complaint"}
 CLARIFY_STATE_KEY = "router"
+FOLLOWUP_REASON = "followup:"  # + the follow-up rule's name: answer about what was done, do not redo it
 _FIRST_PERSON = re.compile(r"\b(i|i'm|i've|i'd|i'll|me|my|mine|myself|we|we're|our|us)\b", re.I)
 
 
@@ -40,6 +42,23 @@ class Rule(BaseModel):
         return _any(self.patterns, text) and not _any(self.unless, text)
 
 
+class FollowupRule(Rule):
+    """Fires only while conversation.state holds `state` (a dotted path such as "complaint.tickets")
+    and no form is active; with `right_after`, only when the last reply came from this intent's skill."""
+
+    state: str
+    right_after: bool = False
+
+    def applies(self, conversation: Conversation, text: str) -> bool:
+        if not _state_at(conversation.state, self.state) or _active_form(conversation):
+            return False
+        if self.right_after:
+            last = conversation.last_assistant()
+            if last is None or last.meta.get("intent") != self.intent:
+                return False
+        return self.matches(text)
+
+
 class UrgencyRules(BaseModel):
     requires_first_person: bool = True
     unless: list[str] = Field(default_factory=list)
@@ -48,6 +67,7 @@ class UrgencyRules(BaseModel):
 
 class RoutingRules(BaseModel):
     rules: list[Rule] = Field(default_factory=list)
+    followups: list[FollowupRule] = Field(default_factory=list)
     urgency: UrgencyRules
     handoff_on: list[str] = Field(default_factory=list)
     failure_paths: list[str] = Field(default_factory=lambda: ["no_answer"])
@@ -65,6 +85,9 @@ class RoutingRules(BaseModel):
 
     def first_rule(self, text: str) -> Rule | None:
         return next((rule for rule in self.rules if rule.matches(text)), None)
+
+    def first_followup(self, conversation: Conversation, text: str) -> FollowupRule | None:
+        return next((rule for rule in self.followups if rule.applies(conversation, text)), None)
 
 
 def load_routing_rules(path: Path) -> RoutingRules:
@@ -153,6 +176,9 @@ class Router:
             return decide("handoff", f"rule:{rule.name}")
         if set(urgency) & set(self.rules.handoff_on):
             return decide("handoff", "urgent:" + ",".join(urgency))
+        followup = self.rules.first_followup(conversation, message)
+        if followup is not None:
+            return decide(followup.intent, FOLLOWUP_REASON + followup.name)
         if rule is not None:
             return decide(rule.intent, f"rule:{rule.name}")
         form = _active_form(conversation)
@@ -202,6 +228,17 @@ def _active_form(conversation: Conversation) -> str | None:
     return None
 
 
+def is_followup(route: RouteDecision) -> bool:
+    return route.reason.startswith(FOLLOWUP_REASON)
+
+
+def _state_at(state: dict[str, Any], dotted: str) -> Any:
+    value: Any = state
+    for key in dotted.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
 def _any(patterns: list[str], text: str) -> bool:
     return any(_compiled(p).search(text) for p in patterns)
 
@@ -212,6 +249,6 @@ def _compiled(pattern: str) -> re.Pattern[str]:
 
 
 def _all_patterns(rules: RoutingRules) -> list[str]:
-    found = [p for r in rules.rules for p in r.patterns + r.unless] + rules.urgency.unless
+    found = [p for r in [*rules.rules, *rules.followups] for p in r.patterns + r.unless] + rules.urgency.unless
     found += [p for ps in rules.urgency.flags.values() for p in ps]
     return found + [p for ps in rules.clarify_keywords.values() for p in ps]

@@ -18,6 +18,7 @@ from assistant.complaints import SHARED_DATA, ComplaintClassifier, load_taxonomy
 from assistant.complaints_cli import app
 from assistant.config import Settings
 from assistant.embeddings import load_embedder
+from assistant.router import Router
 from assistant.skills.complaints import ComplaintSkill
 from assistant.terms import load_terms
 from assistant.tickets import TicketService
@@ -156,6 +157,63 @@ def test_complaint_skill_asks_for_details_then_opens_a_ticket(settings, classifi
         assert shown in reply.text
     again = skill.respond(_turn(conversation, "You still haven't fixed the collector calls and they call my family"))
     assert tickets.get(again.ticket["id"]).escalations.count("repeated_complaint") == 1
+
+
+def test_a_question_about_the_open_complaint_is_answered_from_its_ticket(settings, classifier, tmp_path):
+    tickets = TicketService(settings.model_copy(update={"data_dir": tmp_path / "data"}))
+    skill = ComplaintSkill(tickets.settings, tickets, classifier=classifier)
+    router = Router(tickets.settings, classifier.embedder)
+    conversation = Conversation(customer_id="cust-8")
+    first = skill.respond(_turn(conversation, "I want to complain, my auto-debit failed because of your app "
+                                              "and I was charged a late fee"))
+    ticket = tickets.get(first.ticket["id"])
+    assert [t["id"] for t in conversation.state["complaint"]["tickets"]] == [ticket.id]
+
+    question = "how long will it take you to resolve my complaint?"
+    route = router.route(conversation, question)
+    assert (route.intent, route.reason) == ("complaint", "followup:complaint_status")
+    answer = skill.respond(Turn(conversation=conversation, message=question, route=route))
+    assert answer.ticket is None and answer.path == "ticket"
+    assert len(tickets.list()) == 1  # no second ticket
+    for shown in (ticket.id, "15 calendar days", f"{ticket.ack_due.astimezone(SHANGHAI):%Y-%m-%d %H:%M}",
+                  f"{ticket.resolve_due.astimezone(SHANGHAI):%Y-%m-%d %H:%M}"):
+        assert shown in answer.text
+    assert answer.tool_calls[0].name == "ticket_status" and answer.tool_calls[0].result["id"] == ticket.id
+
+    # staff acknowledge it: the answer follows the ticket, not the copy in the conversation
+    tickets.update(ticket.id, status="acknowledged", note="called the customer")
+    later = skill.respond(_turn(conversation, "what's the status of my complaint?", reason="followup:complaint_status"))
+    assert "acknowledged it on" in later.text and ticket.id in later.text and len(tickets.list()) == 1
+
+
+def test_a_different_problem_in_the_same_conversation_is_a_new_ticket(settings, classifier, tmp_path):
+    tickets = TicketService(settings.model_copy(update={"data_dir": tmp_path / "data"}))
+    skill = ComplaintSkill(tickets.settings, tickets, classifier=classifier)
+    conversation = Conversation(customer_id="cust-9")
+    first = skill.respond(_turn(conversation, "You charged me a late fee even though my repayment was on time"))
+    second_text = "Also your collector called my mother at midnight about the loan, that is harassment"
+    second = skill.respond(_turn(conversation, second_text, reason="classifier"))
+    assert second.ticket and second.ticket["id"] != first.ticket["id"] and len(tickets.list()) == 2
+    opened = [t["id"] for t in conversation.state["complaint"]["tickets"]]
+    assert opened == [first.ticket["id"], second.ticket["id"]]
+    # a follow-up answers about the latest ticket, or the one whose reference it quotes
+    latest = skill.respond(_turn(conversation, "what happens next?", reason="followup:complaint_status"))
+    assert second.ticket["id"] in latest.text and first.ticket["id"] not in latest.text
+    quoted = skill.respond(_turn(conversation, f"any update on {first.ticket['id']}?", reason="followup:complaint_status"))
+    assert first.ticket["id"] in quoted.text and len(tickets.list()) == 2
+
+
+def test_a_follow_up_on_a_ticket_still_in_the_spool_uses_the_conversations_copy(settings, tmp_path):
+    tickets = TicketService(settings.model_copy(update={"data_dir": tmp_path / "data"}))
+    skill = ComplaintSkill(tickets.settings, tickets, classifier=object())  # no complaint to classify
+    created = datetime(2026, 7, 1, 10, 0, tzinfo=SHANGHAI)
+    due = tickets.rules.deadlines_for(created)
+    copy = {"id": "CMP-260701-SPOOL1", "team": "fees_billing", "ack_due": due.ack_due.isoformat(),
+            "resolve_due": due.resolve_due.isoformat(), "stored": False}
+    conversation = Conversation(state={"complaint": {"active": False, "tickets": [copy]}})
+    reply = skill.respond(_turn(conversation, "when will I hear back?", reason="followup:complaint_status_next"))
+    assert "CMP-260701-SPOOL1" in reply.text and "2026-07-16 23:59" in reply.text and not reply.ticket
+    assert reply.tool_calls[0].result["source"] == "conversation" and tickets.list() == []
 
 
 # --- the evaluate command ----------------------------------------------------------------------------------

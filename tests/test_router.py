@@ -90,6 +90,53 @@ def test_applying_elsewhere_is_not_our_form(router):
     assert route(router, "I want to apply for a credit card at ICBC").reason != "rule:apply_request"
 
 
+def _with_ticket(*later: tuple[str, str]) -> Conversation:
+    """A conversation whose complaint was just acknowledged with a ticket, then `later` (message, intent) turns."""
+    conversation = Conversation(state={"complaint": {"active": False, "tickets": [{"id": "CMP-260701-ABC123"}]}})
+    for text, intent in [("Your collector called my mother at midnight, I want to complain", "complaint"), *later]:
+        conversation.messages += [Message(role="user", content=text),
+                                  Message(role="assistant", content="...", meta={"intent": intent})]
+    return conversation
+
+
+@pytest.mark.parametrize("message", [
+    "how long will it take you to resolve my complaint?",
+    "what's the status of my complaint?",
+    "how long will it take?",
+    "when will I hear back?",
+    "what happens next?",
+    "what's my reference number?",
+    "ok thanks, any update on CMP-260701-ABC123?",
+])
+def test_a_question_about_the_complaint_just_made_is_a_follow_up(router, message):
+    decision = route(router, message, _with_ticket())
+    assert decision.intent == "complaint" and decision.reason.startswith("followup:complaint_status")
+
+
+def test_a_bare_question_is_about_the_complaint_only_right_after_it(router):
+    later = _with_ticket(("What is the APR on Meadow Flex?", "answer"))
+    assert not route(router, "how long will it take?", later).reason.startswith("followup:")
+    assert route(router, "what's the status of my complaint?", later).reason == "followup:complaint_status"
+    filling_in = _with_ticket()
+    filling_in.state["eligibility"] = {"active": True, "asking": "monthly_income"}
+    assert route(router, "what happens next?", filling_in).intent == "eligibility"
+
+
+def test_without_a_ticket_a_question_about_complaints_is_a_general_question(router):
+    decision = route(router, "how long will it take you to resolve my complaint?")
+    assert (decision.intent, decision.reason) == ("answer", "rule:complaint_howto")
+    assert not route(router, "what happens next?").reason.startswith("followup:")
+
+
+@pytest.mark.parametrize("message", [
+    "I have another complaint: the app charged me twice for my repayment this month",
+    "I also want to complain that your agent was rude to me on the phone yesterday",
+])
+def test_a_new_problem_after_a_ticket_is_a_new_complaint(router, message):
+    decision = route(router, message, _with_ticket())
+    assert decision.intent == "complaint" and not decision.reason.startswith("followup:")
+
+
 def test_asking_for_a_human_is_a_rule(router):
     decision = route(router, "can I speak to a real person")
     assert (decision.intent, decision.reason, decision.confidence) == ("handoff", "rule:human_request", 1.0)
@@ -175,6 +222,7 @@ def test_held_out_examples_route_well(router):
 def test_routing_rules_file_is_valid():
     rules = load_routing_rules(routing_rules_file(Settings(_env_file=None)))
     assert {r.name for r in rules.rules} >= {"human_request", "complaint_howto", "product_question"}
+    assert {r.name for r in rules.followups} >= {"complaint_status", "complaint_status_next"}
     assert set(rules.handoff_on) <= set(rules.urgency.flags)
 
 
