@@ -336,6 +336,23 @@ class TicketService(LazySessions):
         with self.sessions() as session:
             return [_ticket(row, []) for row in session.scalars(query).all()]
 
+    def of_customer(self, customer_ref: str, ticket_id: str | None = None, kind: str | None = "complaint",
+                    open_only: bool = False, limit: int = 20) -> list[Ticket]:
+        """One customer's tickets, newest first; with `ticket_id`, that ticket only if it is theirs
+        (the owner is part of the query: someone else's ticket is never read, and looks unknown)."""
+        if not customer_ref.strip():
+            return []
+        query = select(TicketRow).where(TicketRow.customer_ref == customer_ref)
+        if ticket_id is not None:
+            query = query.where(TicketRow.id == ticket_id.strip().upper())
+        if kind:
+            query = query.where(TicketRow.kind == kind)
+        if open_only:
+            query = query.where(TicketRow.status.not_in(CLOSED_STATUSES))
+        query = query.order_by(TicketRow.created_at.desc(), TicketRow.id).limit(limit)
+        with self.sessions() as session:
+            return [_ticket(row, []) for row in session.scalars(query).all()]
+
     def recent_complaints(self, customer_ref: str, days: int) -> list[Ticket]:
         since = self.clock() - timedelta(days=days)
         query = (select(TicketRow).where(TicketRow.customer_ref == customer_ref, TicketRow.kind == "complaint",

@@ -111,3 +111,27 @@ def test_replay_spool_command(data_dir):
     result = json.loads(run("replay-spool", "--json").stdout)
     assert result == {"replayed": [receipt.ticket.id], "pending": 0}
     assert json.loads(run("show", receipt.ticket.id, "--json").stdout)["text"] == "hi"
+
+
+def test_a_customers_own_tickets_newest_first_and_only_theirs(data_dir):
+    settings = Settings(data_dir=data_dir, _env_file=None)
+    days = iter([5, 3, 2, 1])
+
+    def service() -> TicketService:
+        ago = next(days)
+        return TicketService(settings, clock=lambda: utcnow() - timedelta(days=ago))
+
+    def complaint(customer: str, kind: str = "complaint") -> str:
+        return service().create(TicketDraft(kind=kind, customer_ref=customer, text="x", team="fees_billing")).ticket.id
+
+    old, theirs, handoff, new = complaint("c1"), complaint("c2"), complaint("c1", "handoff"), complaint("c1")
+    tickets = TicketService(settings)
+    assert [t.id for t in tickets.of_customer("c1")] == [new, old]  # complaints only, newest first
+    assert [t.id for t in tickets.of_customer("c1", kind=None)] == [new, handoff, old]
+    tickets.update(old, status="resolved", note="refunded")
+    assert [t.id for t in tickets.of_customer("c1", open_only=True)] == [new]
+    # by reference: theirs (as typed, any case), never another customer's
+    assert [t.id for t in tickets.of_customer("c1", ticket_id=f" {old.lower()} ")] == [old]
+    assert tickets.of_customer("c1", ticket_id=theirs) == []
+    assert tickets.of_customer("c1", ticket_id="CMP-000000-NOPE22") == []
+    assert tickets.of_customer("", ticket_id=old) == [] and tickets.of_customer("c3") == []
