@@ -21,7 +21,7 @@ from assistant.embeddings import load_embedder
 from assistant.router import Router
 from assistant.skills.complaints import ComplaintSkill
 from assistant.terms import load_terms
-from assistant.tickets import TicketService
+from assistant.tickets import TicketDraft, TicketService
 from assistant.types import Conversation, Message, RouteDecision, Turn
 
 TEAMS = {"collections_conduct", "fees_billing", "fraud_security", "credit_reporting", "account_servicing",
@@ -214,6 +214,118 @@ def test_a_follow_up_on_a_ticket_still_in_the_spool_uses_the_conversations_copy(
     reply = skill.respond(_turn(conversation, "when will I hear back?", reason="followup:complaint_status_next"))
     assert "CMP-260701-SPOOL1" in reply.text and "2026-07-16 23:59" in reply.text and not reply.ticket
     assert reply.tool_calls[0].result["source"] == "conversation" and tickets.list() == []
+
+
+# --- a returning customer asks about a complaint made in another conversation ------------------------------
+
+def _store_with_complaints(settings, tmp_path, complaints: list[tuple[str, str, int, str]]):
+    """A ticket store with (customer, team, days ago, status) complaints; the skill has no classifier,
+    so a complaint it tried to register would fail the test."""
+    data = settings.model_copy(update={"data_dir": tmp_path / "data"})
+    ids = []
+    for customer, team, days, status in complaints:
+        filed = TicketService(data, clock=lambda days=days: datetime.now(timezone.utc) - timedelta(days=days))
+        ticket = filed.create(TicketDraft(kind="complaint", customer_ref=customer, text="a complaint", team=team,
+                                          issue="fees_interest")).ticket
+        if status != "open":
+            filed.update(ticket.id, status=status, note="answered")
+        ids.append(ticket.id)
+    tickets = TicketService(data)
+    return tickets, ComplaintSkill(data, tickets, classifier=object()), ids
+
+
+def _lookup(conversation: Conversation, text: str) -> Turn:
+    return _turn(conversation, text, reason="followup:complaint_lookup")
+
+
+def _shown(tickets: TicketService, ticket_id: str) -> list[str]:
+    """What a reply about this ticket would show: its reference and its deadlines."""
+    ticket = tickets.get(ticket_id)
+    return [ticket.id] + [f"{d.astimezone(SHANGHAI):%Y-%m-%d %H:%M}" for d in (ticket.ack_due, ticket.resolve_due)]
+
+
+def test_a_returning_customer_with_one_open_complaint_gets_its_status(settings, classifier, tmp_path):
+    tickets, skill, (answered, mine, other) = _store_with_complaints(settings, tmp_path, [
+        ("cust-r", "fees_billing", 40, "resolved"), ("cust-r", "collections_conduct", 2, "open"),
+        ("cust-x", "fees_billing", 1, "open")])
+    router = Router(tickets.settings, classifier.embedder)
+    conversation = Conversation(customer_id="cust-r")  # a new conversation: nothing in its state
+    question = "what's the status of my complaint?"
+    route = router.route(conversation, question)
+    assert (route.intent, route.reason) == ("complaint", "followup:complaint_lookup")
+    reply = skill.respond(Turn(conversation=conversation, message=question, route=route))
+    assert reply.path == "ticket" and reply.ticket is None and len(tickets.list()) == 3
+    assert all(shown in reply.text for shown in _shown(tickets, mine)) and "Collections conduct" in reply.text
+    assert answered not in reply.text and other not in reply.text
+    call = reply.tool_calls[0]
+    assert call.name == "ticket_status" and call.result["id"] == mine and call.result["source"] == "store"
+
+    # the ticket is now this conversation's: a bare question right after is about it
+    conversation.messages += [Message(role="user", content=question),
+                              Message(role="assistant", content=reply.text, meta={"intent": "complaint"})]
+    route = router.route(conversation, "when will I hear back?")
+    assert route.reason == "followup:complaint_status_next"
+    again = skill.respond(Turn(conversation=conversation, message="when will I hear back?", route=route))
+    assert mine in again.text and not again.ticket and len(tickets.list()) == 3
+
+
+def test_a_returning_customer_with_several_open_complaints_is_asked_which(settings, tmp_path):
+    tickets, skill, (older, newer, answered, other) = _store_with_complaints(settings, tmp_path, [
+        ("cust-r", "fees_billing", 6, "open"), ("cust-r", "collections_conduct", 2, "acknowledged"),
+        ("cust-r", "data_privacy", 30, "closed"), ("cust-x", "fees_billing", 1, "open")])
+    conversation = Conversation(customer_id="cust-r")
+    which = skill.respond(_lookup(conversation, "any update on my complaint?"))
+    assert which.text.index(newer) < which.text.index(older)  # newest first
+    assert answered not in which.text and other not in which.text and "Which one" in which.text
+    assert which.meta["complaint"] == {"stage": "status_which", "ticket_ids": [newer, older]}
+    assert not which.ticket and which.tool_calls[0].result["found"] == 2
+
+    # their own reference, typed as they read it out: that ticket's status and deadlines only
+    typed = older.lower().replace("-", " ")
+    quoted = skill.respond(_lookup(conversation, f"ok, it's {typed}"))
+    assert all(shown in quoted.text for shown in _shown(tickets, older)) and newer not in quoted.text
+    assert quoted.tool_calls[0].arguments == {"ticket_id": older} and quoted.tool_calls[0].result["id"] == older
+    assert len(tickets.list()) == 4
+
+
+def test_someone_elses_reference_reads_like_an_unknown_one(settings, tmp_path):
+    tickets, skill, (mine, other) = _store_with_complaints(settings, tmp_path, [
+        ("cust-r", "fees_billing", 3, "open"), ("cust-x", "collections_conduct", 1, "open")])
+    theirs = skill.respond(_lookup(Conversation(customer_id="cust-r"), f"any update on {other}?"))
+    unknown = skill.respond(_lookup(Conversation(customer_id="cust-r"), "any update on CMP-000000-NOPE22?"))
+    assert theirs.text == unknown.text and "can't find a complaint with that reference" in theirs.text
+    for leaked in [*_shown(tickets, other)[1:], "Collections conduct", mine]:
+        assert leaked not in theirs.text
+    assert theirs.tool_calls[0].result == {"found": 0} and theirs.meta == unknown.meta
+    assert not theirs.ticket and not unknown.ticket and len(tickets.list()) == 2
+    # a customer with no complaint at all, asking without a reference
+    none = skill.respond(_lookup(Conversation(customer_id="cust-new"), "what's the status of my complaint?"))
+    assert "can't find a complaint from you" in none.text and not none.ticket and len(tickets.list()) == 2
+
+
+@pytest.mark.parametrize("customer", ["anonymous", "api"])
+def test_an_anonymous_customer_gets_no_details_by_reference(settings, tmp_path, customer):
+    tickets, skill, (other,) = _store_with_complaints(settings, tmp_path, [("cust-x", "fees_billing", 1, "open")])
+    reply = skill.respond(_lookup(Conversation(customer_id=customer), f"what's the status of {other}?"))
+    assert reply.meta["complaint"]["stage"] == "status_anonymous" and reply.tool_calls == []
+    for leaked in [*_shown(tickets, other)[1:], "Fees and billing", "open"]:
+        assert leaked not in reply.text
+    assert "sign in to the Meadow app" in reply.text and "400-820-6600" in reply.text
+    assert not reply.ticket and len(tickets.list()) == 1
+
+
+def test_a_status_question_when_the_store_is_down_says_so(settings, tmp_path, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    tickets, skill, _ = _store_with_complaints(settings, tmp_path, [])
+
+    def down(*args, **kwargs):
+        raise OperationalError("select", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(tickets, "of_customer", down)
+    reply = skill.respond(_lookup(Conversation(customer_id="cust-r"), "has my complaint been resolved?"))
+    assert reply.meta["complaint"]["stage"] == "status_unavailable" and "400-820-6600" in reply.text
+    assert reply.tool_calls[0].error and not reply.ticket
 
 
 # --- the evaluate command ----------------------------------------------------------------------------------

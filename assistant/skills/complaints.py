@@ -2,9 +2,16 @@
 escalation triggers, open a durable ticket with the regulatory deadlines, and acknowledge it
 with the ticket id and the deadlines. A complaint too short to act on ("I want to complain")
 first gets a question for details; the form's state lives in conversation.state["complaint"],
-with the tickets opened in this conversation ("tickets"). A follow-up question about one of them
-("how long will it take?", "what's my reference?", routed with reason "followup:...") is answered
-from the ticket itself (looked up in the store: its status and deadlines) and opens no new ticket."""
+with the tickets opened (or asked about) in this conversation ("tickets"). A follow-up question
+about one of them ("how long will it take?", "what's my reference?", routed with reason
+"followup:...") is answered from the ticket itself (looked up in the store: its status and
+deadlines) and opens no new ticket.
+
+A returning customer's question about a complaint made in another conversation ("what's the status
+of my complaint?", "any update on CMP-261129-7KQ3MZ?") is answered from the store too, only for a
+customer the conversation knows (a signed customer token) and only with their own tickets: a
+reference that is someone else's reads exactly like one that does not exist. An anonymous customer
+is told how to check (a reference alone is no proof of who they are); no ticket is opened."""
 
 from __future__ import annotations
 
@@ -15,7 +22,7 @@ from typing import Any, Iterator
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from assistant.complaints import Classification, ComplaintClassifier
+from assistant.complaints import Classification, ComplaintClassifier, load_taxonomy, taxonomy_file
 from assistant.config import Settings
 from assistant.prompts import load_replies
 from assistant.router import is_followup
@@ -31,7 +38,13 @@ STATE_KEY = "complaint"
 REPLIES = "complaint_replies.yaml"
 _CANCEL = re.compile(r"^\W*(cancel|stop|never ?mind|forget it|no thanks|don'?t bother)\b", re.I)
 _TICKET_ID = re.compile(r"\bCMP-[A-Z0-9-]+\b", re.I)
+# A complaint reference as the ticket service writes it (CMP-yymmdd-XXXXXX), also typed in lower
+# case or with spaces for the dashes.
+_REFERENCE = re.compile(r"\bCMP[-\s]?(\d{6})[-\s]?([A-Z0-9]{6})\b", re.I)
 LOOKUP_TOOL = "ticket_status"
+# Customer ids that say nothing about who is writing: no token ("anonymous"), every caller of the
+# OpenAI-compatible API without a customer token ("api"). Their complaints are never looked up.
+ANONYMOUS = frozenset({"", "anonymous", "api"})
 
 
 class ComplaintSkill:
@@ -59,8 +72,8 @@ class ComplaintSkill:
         text = turn.route.message or turn.message
         state = turn.conversation.state.get(STATE_KEY) or {}
         opened = list(state.get("tickets") or [])  # this conversation's tickets, oldest first
-        if opened and is_followup(turn.route) and not state.get("active"):
-            return self.followup(turn, _which(opened, text))
+        if is_followup(turn.route) and not state.get("active"):
+            return self.status(turn, text, opened)
         if state.get("active"):
             if _CANCEL.search(text):
                 turn.conversation.state[STATE_KEY] = {"active": False, "tickets": opened}
@@ -102,12 +115,67 @@ class ComplaintSkill:
             parts.append(self.say("escalated", **values))
         return " ".join(parts)
 
-    def followup(self, turn: Turn, opened: dict[str, Any]) -> Reply:
-        """A question about a ticket opened earlier in this conversation: its reference, status and
-        deadlines, read from the store (staff may have acknowledged, extended or answered it since);
-        the copy kept in the conversation when the store cannot be read (or the ticket still waits
-        in the spool). No new ticket."""
-        ticket = self._lookup(opened["id"])
+    def status(self, turn: Turn, text: str, opened: list[dict[str, Any]]) -> Reply:
+        """A question about a complaint made earlier: one of this conversation's tickets (the one
+        whose reference it quotes, else the latest), else the customer's own tickets in the store.
+        Never a new ticket, never someone else's ticket."""
+        quoted = _references(text)
+        here = [t for t in reversed(opened) if t.get("id", "").upper() in quoted] if quoted else opened[-1:]
+        if here:
+            return self.followup(turn, here[0])
+        customer = turn.conversation.customer_id
+        if customer.strip() in ANONYMOUS:
+            return self._status_reply(turn, "status_anonymous", None, stage="status_anonymous")
+        arguments: dict[str, Any] = {"ticket_id": quoted[0]} if quoted else {"open_only": True}
+        try:
+            if quoted:
+                found = self.tickets.of_customer(customer, ticket_id=quoted[0], limit=1)
+            else:  # the open ones; else the latest (an answered complaint)
+                found = self.tickets.of_customer(customer, open_only=True) or self.tickets.of_customer(customer, limit=1)
+        except (SQLAlchemyError, OSError):
+            log.warning("could not look up the complaints of a customer for a status question")
+            call = ToolCall(name=LOOKUP_TOOL, arguments=arguments, error="store unavailable")
+            return self._status_reply(turn, "status_unavailable", call, stage="status_unavailable")
+        if not found:  # unknown, or not theirs: the same words, no data
+            call = ToolCall(name=LOOKUP_TOOL, arguments=arguments, result={"found": 0})
+            key = "status_not_found" if quoted else "status_none"
+            return self._status_reply(turn, key, call, stage=key)
+        if len(found) == 1:
+            ticket = found[0]
+            copy = {**ticket.summary(), "stored": True, "team_name": self.team_name(ticket.team)}
+            # kept with the conversation's tickets, so that "when will I hear back?" next is about it
+            turn.conversation.state[STATE_KEY] = {**(turn.conversation.state.get(STATE_KEY) or {}), "active": False,
+                                                  "tickets": [*opened, copy]}
+            return self.followup(turn, copy, ticket=ticket, arguments=arguments)
+        day = self.replies.get("status_day_format", "%Y-%m-%d")
+        items = [self.say("status_item", ticket_id=t.id, team_name=self.team_name(t.team),
+                          created_at=f"{t.created_at.astimezone(self.rules.tz):{day}}") for t in found]
+        call = ToolCall(name=LOOKUP_TOOL, arguments=arguments, result={
+            "found": len(found), "tickets": [{"id": t.id, "status": t.status, "team": t.team} for t in found]})
+        reply = self._status_reply(turn, "status_which", call, stage="status_which", count=len(found),
+                                   references=self.replies.get("status_item_separator", "; ").join(items))
+        reply.meta["complaint"]["ticket_ids"] = [t.id for t in found]
+        return reply
+
+    def _status_reply(self, turn: Turn, key: str, call: ToolCall | None, stage: str, **values: Any) -> Reply:
+        lender = self.terms.lender
+        slots = {"hotline": lender.hotline, "hotline_hours": getattr(lender, "hotline_hours", ""),
+                 "complaints_email": getattr(lender, "complaints_email", ""),
+                 "app_name": getattr(lender, "app_name", ""), **values}
+        return Reply(text=self.say(key, **slots), path="ticket", trace_id=turn.trace_id,
+                     tool_calls=[call] if call else [], meta={"complaint": {"stage": stage}})
+
+    def team_name(self, team: str) -> str:
+        return load_taxonomy(taxonomy_file(self.settings)).teams.get(team, team.replace("_", " "))
+
+    def followup(self, turn: Turn, opened: dict[str, Any], ticket: Ticket | None = None,
+                 arguments: dict[str, Any] | None = None) -> Reply:
+        """A question about a ticket opened earlier in this conversation (or `ticket`, the customer's
+        own, just read from the store): its reference, status and deadlines, read from the store
+        (staff may have acknowledged, extended or answered it since); the copy kept in the
+        conversation when the store cannot be read (or the ticket still waits in the spool). No new
+        ticket."""
+        ticket = ticket or self._lookup(opened["id"])
         fmt = self.replies.get("date_format", "%Y-%m-%d %H:%M")
         if ticket is not None:
             status, extended = ticket.status, ticket.extended
@@ -124,7 +192,8 @@ class ComplaintSkill:
                  "resolve_days": self.rules.deadlines["resolve"].amount,
                  "extended_days": self.rules.deadlines["extended_resolve"].amount}
         found["source"] = "store" if ticket is not None else "conversation"
-        values = {**found, "ticket_id": opened["id"], "team_name": opened.get("team_name") or opened.get("team", ""),
+        values = {**found, "ticket_id": opened["id"],
+                  "team_name": opened.get("team_name") or self.team_name(opened.get("team") or ""),
                   "regulator_hotline": getattr(lender, "regulator_hotline", ""), "hotline": lender.hotline,
                   "hotline_hours": getattr(lender, "hotline_hours", ""),
                   "complaints_email": getattr(lender, "complaints_email", "")}
@@ -138,7 +207,7 @@ class ComplaintSkill:
             key = "followup_acknowledged"
         else:
             key = "followup_open"
-        call = ToolCall(name=LOOKUP_TOOL, arguments={"ticket_id": opened["id"]}, result=found)
+        call = ToolCall(name=LOOKUP_TOOL, arguments=arguments or {"ticket_id": opened["id"]}, result=found)
         return Reply(text=self.say(key, **values), path="ticket", trace_id=turn.trace_id, tool_calls=[call],
                      meta={"complaint": {"stage": "followup", "ticket_id": opened["id"], "status": status}})
 
@@ -166,7 +235,7 @@ class ComplaintSkill:
 
     def _repeated(self, customer: str) -> bool:
         window = self.rules.repeat_window_days()
-        if not window or customer in ("", "anonymous"):
+        if not window or customer.strip() in ANONYMOUS:
             return False
         try:
             return bool(self.tickets.recent_complaints(customer, window))
@@ -175,7 +244,8 @@ class ComplaintSkill:
             return False
 
 
-def _which(opened: list[dict[str, Any]], text: str) -> dict[str, Any]:
-    """The ticket a follow-up is about: the one whose reference it quotes, else the latest."""
-    quoted = {m.group(0).upper() for m in _TICKET_ID.finditer(text)}
-    return next((t for t in reversed(opened) if t.get("id", "").upper() in quoted), opened[-1])
+def _references(text: str) -> list[str]:
+    """The complaint references a message quotes, as the ticket service writes them, in order."""
+    found = [f"CMP-{m.group(1)}-{m.group(2)}".upper() for m in _REFERENCE.finditer(text)]
+    found += [m.group(0).upper() for m in _TICKET_ID.finditer(text)]  # other shapes: matched as typed
+    return list(dict.fromkeys(found))
