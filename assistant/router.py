@@ -4,10 +4,11 @@ A trained classifier on sentence embeddings (assistant/textclf.py) decides betwe
 intents; explicit rules from knowledge_base/rules/routing.yaml come first where a pattern is more
 reliable ("speak to a human", "how do I complain?"), urgency flags (fraud, self-harm, threats by
 collectors, ...) send the conversation to a person, and the conversation decides the rest:
-a question about what a skill already did (the complaint ticket opened earlier) goes back to that
-skill as a follow-up, an active form keeps its answers, two failed answers in a row hand off, a
-reply to a clarifying question picks its option. Below `settings.router_threshold` the decision carries
-reason="low_confidence": the pipeline then asks a clarifying question instead of guessing."""
+a question about what a skill already did (the complaint ticket opened earlier, in this
+conversation or another) goes back to that skill as a follow-up, an active form keeps its answers,
+two failed answers in a row hand off, a reply to a clarifying question picks its option. Below
+`settings.router_threshold` the decision carries reason="low_confidence": the pipeline then asks a
+clarifying question instead of guessing."""
 
 from __future__ import annotations
 
@@ -43,14 +44,15 @@ class Rule(BaseModel):
 
 
 class FollowupRule(Rule):
-    """Fires only while conversation.state holds `state` (a dotted path such as "complaint.tickets")
-    and no form is active; with `right_after`, only when the last reply came from this intent's skill."""
+    """Fires only while conversation.state holds `state` (a dotted path such as "complaint.tickets";
+    without one, in any conversation: a question about something done in an earlier one) and no
+    form is active; with `right_after`, only when the last reply came from this intent's skill."""
 
-    state: str
+    state: str | None = None
     right_after: bool = False
 
     def applies(self, conversation: Conversation, text: str) -> bool:
-        if not _state_at(conversation.state, self.state) or _active_form(conversation):
+        if (self.state and not _state_at(conversation.state, self.state)) or _active_form(conversation):
             return False
         if self.right_after:
             last = conversation.last_assistant()

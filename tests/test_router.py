@@ -137,6 +137,41 @@ def test_a_new_problem_after_a_ticket_is_a_new_complaint(router, message):
     assert decision.intent == "complaint" and not decision.reason.startswith("followup:")
 
 
+@pytest.mark.parametrize("message", [
+    "what's the status of my complaint?",
+    "any update on CMP-261129-ABC123?",
+    "cmp 261129 7kq3mz",
+    "Hi, any news on my complaint?",
+    "when will I hear back about my complaint?",
+    "has my complaint been resolved yet?",
+    "have you looked at my complaint?",
+    "I'm following up on my complaint from last week",
+    "what's my complaint reference?",
+])
+def test_a_question_about_an_earlier_complaint_is_a_status_question_in_a_new_conversation(router, message):
+    decision = route(router, message)
+    assert (decision.intent, decision.reason) == ("complaint", "followup:complaint_lookup")
+
+
+@pytest.mark.parametrize("message, intent, reason", [
+    ("I want to complain about the status of my application", "complaint", "rule:complaint_request"),
+    ("I have another complaint about CMP-261129-ABC123: nobody called me back", "complaint", None),
+    ("how long does a complaint take?", "answer", "rule:complaint_howto"),
+    ("How do I check the status of my complaint ticket?", "answer", None),
+    ("what is the status of my loan application?", None, None),
+])
+def test_a_complaint_or_a_general_question_is_not_a_status_question(router, message, intent, reason):
+    decision = route(router, message)
+    assert not decision.reason.startswith("followup:")
+    assert intent is None or decision.intent == intent
+    assert reason is None or decision.reason == reason
+
+
+def test_a_status_question_does_not_break_a_form(router):
+    filling_in = Conversation(state={"eligibility": {"active": True, "asking": "monthly_income"}})
+    assert not route(router, "any update on CMP-261129-ABC123?", filling_in).reason.startswith("followup:")
+
+
 def test_asking_for_a_human_is_a_rule(router):
     decision = route(router, "can I speak to a real person")
     assert (decision.intent, decision.reason, decision.confidence) == ("handoff", "rule:human_request", 1.0)
@@ -222,7 +257,8 @@ def test_held_out_examples_route_well(router):
 def test_routing_rules_file_is_valid():
     rules = load_routing_rules(routing_rules_file(Settings(_env_file=None)))
     assert {r.name for r in rules.rules} >= {"human_request", "complaint_howto", "product_question"}
-    assert {r.name for r in rules.followups} >= {"complaint_status", "complaint_status_next"}
+    assert {r.name for r in rules.followups} >= {"complaint_status", "complaint_status_next", "complaint_lookup"}
+    assert {r.name for r in rules.rules} >= {"complaint_request"}
     assert set(rules.handoff_on) <= set(rules.urgency.flags)
 
 
