@@ -148,10 +148,11 @@ class ComplaintSkill:
                                                   "tickets": [*opened, copy]}
             return self.followup(turn, copy, ticket=ticket, arguments=arguments)
         day = self.replies.get("status_day_format", "%Y-%m-%d")
-        items = [self.say("status_item", ticket_id=t.id, team_name=self.team_name(t.team),
-                          created_at=f"{t.created_at.astimezone(self.rules.tz):{day}}") for t in found]
-        call = ToolCall(name=LOOKUP_TOOL, arguments=arguments, result={
-            "found": len(found), "tickets": [{"id": t.id, "status": t.status, "team": t.team} for t in found]})
+        listed = [{"id": t.id, "status": t.status, "team": t.team,
+                   "created_at": f"{t.created_at.astimezone(self.rules.tz):{day}}"} for t in found]
+        items = [self.say("status_item", ticket_id=t["id"], team_name=self.team_name(t["team"]),
+                          created_at=t["created_at"]) for t in listed]
+        call = ToolCall(name=LOOKUP_TOOL, arguments=arguments, result={"found": len(found), "tickets": listed})
         reply = self._status_reply(turn, "status_which", call, stage="status_which", count=len(found),
                                    references=self.replies.get("status_item_separator", "; ").join(items))
         reply.meta["complaint"]["ticket_ids"] = [t.id for t in found]
