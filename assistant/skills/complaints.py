@@ -18,19 +18,15 @@ from __future__ import annotations
 import logging
 import re
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from assistant.complaints import Classification, ComplaintClassifier, load_taxonomy, taxonomy_file
-from assistant.config import Settings
-from assistant.prompts import load_replies
+from assistant.complaints import Classification, load_taxonomy, taxonomy_file
 from assistant.router import is_followup
-from assistant.terms import Terms, load_terms
-from assistant.tickets import (
-    CLOSED_STATUSES, Receipt, Ticket, TicketDraft, TicketError, TicketService, conversation_excerpt,
-)
-from assistant.types import Delta, Reply, ToolCall, Turn
+from assistant.skills.ticketing import TicketSkill
+from assistant.tickets import CLOSED_STATUSES, Receipt, Ticket, TicketDraft, TicketError, conversation_excerpt
+from assistant.types import Reply, ToolCall, Turn
 
 log = logging.getLogger(__name__)
 
@@ -47,26 +43,9 @@ LOOKUP_TOOL = "ticket_status"
 ANONYMOUS = frozenset({"", "anonymous", "api"})
 
 
-class ComplaintSkill:
+class ComplaintSkill(TicketSkill):
     name = "complaint"
-
-    def __init__(self, settings: Settings, tickets: TicketService, classifier: ComplaintClassifier | None = None,
-                 terms: Terms | None = None):
-        self.settings = settings
-        self.tickets = tickets
-        self.rules = tickets.rules
-        self._classifier = classifier
-        self.terms = terms or load_terms(settings.terms_file)
-        self.replies = load_replies(settings.prompts_dir, REPLIES)
-
-    @property
-    def classifier(self) -> ComplaintClassifier:
-        if self._classifier is None:
-            self._classifier = ComplaintClassifier(self.settings)
-        return self._classifier
-
-    def stream(self, turn: Turn) -> Iterator[Delta | Reply]:
-        yield self.respond(turn)
+    replies_file = REPLIES
 
     def respond(self, turn: Turn) -> Reply:
         text = turn.route.message or turn.message

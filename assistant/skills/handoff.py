@@ -8,39 +8,29 @@ too; the team is the one the rules name for the urgency flag, else the complaint
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any
 
 from assistant.complaints import ComplaintClassifier, load_taxonomy, taxonomy_file
 from assistant.config import Settings
-from assistant.prompts import load_replies
-from assistant.terms import Terms, load_terms
+from assistant.terms import Terms
+from assistant.skills.ticketing import TicketSkill
 from assistant.tickets import Receipt, TicketDraft, TicketService, conversation_excerpt
-from assistant.types import Delta, Reply, RouteDecision, Turn
+from assistant.types import Reply, RouteDecision, Turn
 
 REPLIES = "handoff_replies.yaml"
 
 
-class HandoffSkill:
+class HandoffSkill(TicketSkill):
     name = "handoff"
+    replies_file = REPLIES
 
     def __init__(self, settings: Settings, tickets: TicketService, classifier: ComplaintClassifier | None = None,
                  terms: Terms | None = None):
-        self.settings = settings
-        self.tickets = tickets
-        self.rules = tickets.rules
-        self._classifier = classifier
+        super().__init__(settings, tickets, classifier, terms)
         self.taxonomy = classifier.taxonomy if classifier else load_taxonomy(taxonomy_file(settings))
-        self.terms = terms or load_terms(settings.terms_file)
-        self.replies = load_replies(settings.prompts_dir, REPLIES)
 
-    @property
-    def classifier(self) -> ComplaintClassifier:
-        if self._classifier is None:
-            self._classifier = ComplaintClassifier(self.settings, taxonomy=self.taxonomy)
-        return self._classifier
-
-    def stream(self, turn: Turn) -> Iterator[Delta | Reply]:
-        yield self.respond(turn)
+    def load_classifier(self) -> ComplaintClassifier:
+        return ComplaintClassifier(self.settings, taxonomy=self.taxonomy)
 
     def respond(self, turn: Turn) -> Reply:
         receipt = self.open_ticket(turn)
