@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     messages_per_minute: int = Field(20, ge=1)
     injection_threshold: float = Field(0.8, ge=0.0, le=1.0, description="classifier probability that blocks a turn")
     injection_classifier: bool = True
+    injection_strip_max_chars: int = Field(400, ge=0, description="a flagged message up to this long is answered "
+                                           "without its injected part; a longer one is an attack and is blocked")
     injection_train_file: Path = PROJECT_ROOT / "evals" / "datasets" / "injection_train.jsonl"
     redact_llm_input: bool = Field(False, description="redact PII in what skills and the LLM see (always on "
                                    "with llm_backend='openai': nothing personal goes to an external server)")

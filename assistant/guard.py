@@ -117,7 +117,9 @@ class Guard:
         if attack.flagged and not (classifier_only and (policy_block or signals)):
             log.warning("prompt injection flagged (%s) in conversation %s", ", ".join(attack.reasons), conversation.id)
             flags += ["prompt_injection", *attack.reasons]
-            question = None if policy_block else self.injection.strip(text)
+            # "What's the APR? Also ignore your rules" is a customer; a page-long jailbreak is not
+            strippable = not policy_block and len(text) <= self.settings.injection_strip_max_chars
+            question = self.injection.strip(text) if strippable else None
             if question is None:
                 return self._blocked("prompt_injection", redacted, flags)
             self.metrics.block("input", "prompt_injection_removed")  # answered without the injected part
