@@ -77,6 +77,11 @@ class QueryCachedEmbedder:
                     self._cache.popitem(last=False)
         return vectors
 
+    def clear(self) -> None:
+        """Forget every kept encoding (a benchmark times each message as a new one)."""
+        with self._lock:
+            self._cache.clear()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.model, name)
 

@@ -25,8 +25,8 @@ RETRIEVAL_QUERIES = FAQ_QUESTIONS + [
     "whats the grace period on flex", "0 interest mall plan real cost", "business loan eligibility months trading",
     "debt collector called my boss", "how do i complain and how long does it take",
 ]
-TARGETS = {"faq_p50_ms": 50, "retrieval_p50_ms": 20, "first_token_s": 0.6, "decode_tokens_per_s": 35,
-           "peak_rss_gib": 1.5, "pipeline_over_vllm": 0.9}
+TARGETS = {"faq_p50_ms": "< 50", "retrieval_p50_ms": "< 20", "first_token_s": "< 0.6",
+           "decode_tokens_per_s": ">= 35", "peak_rss_gib": "< 1.5", "pipeline_over_vllm": ">= 0.9"}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -78,8 +78,12 @@ def bench_embedded(settings: Settings) -> dict[str, float]:
         kb.ingest()
     kb.retrieve("warm up")
     times = []
+    # each repeat is timed as a new message: the embedder keeps recent encodings, and a repeated
+    # question would otherwise skip the embedding and flatter the figures
+    forget = getattr(kb.embedder, "clear", lambda: None)
     for _ in range(5):
         for q in RETRIEVAL_QUERIES:
+            forget()
             t = time.perf_counter()
             kb.retrieve(q)
             times.append((time.perf_counter() - t) * 1000)
@@ -89,6 +93,7 @@ def bench_embedded(settings: Settings) -> dict[str, float]:
     faq_times = []
     for _ in range(5):
         for q in FAQ_QUESTIONS:
+            forget()  # the router embeds the message, the retriever reuses it: one embedding a turn
             reply = assistant.reply(Conversation(), q)
             if reply.path == "faq":
                 faq_times.append(reply.timings_ms["total"])
@@ -157,8 +162,7 @@ def print_table(results: dict[str, float]) -> None:
 
     table = Table("measure", "value", "target", title="Speed on this machine")
     for key, value in results.items():
-        target = next((f"{'<' if k.endswith(('_ms', '_s', '_gib')) else '>='} {v}"
-                       for k, v in TARGETS.items() if key.startswith(k)), "")
+        target = next((v for k, v in TARGETS.items() if key.startswith(k)), "")
         table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value), target)
     Console(stderr=True).print(table)
 
