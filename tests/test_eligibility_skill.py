@@ -68,19 +68,19 @@ def test_scripted_chat_collects_asks_consent_and_explains(settings, client, term
     conversation = Conversation()
     replies = chat(lambda: make_skill(settings, client, terms), conversation, [
         "Am I eligible? I'd like to borrow 20,000 over 24 months for a used car",
+        "I'm 35",
         "banana",
         "2 years",
         "we rent",
         "about 1k",
-        "I'm 35",
         "I earn 6k a month",
         "yes",
     ])
     first = replies[0].text
     assert "consent" in first  # says consent will be asked
-    assert "How long have you been in your current job" in first  # amount, term, purpose were understood
+    assert "How old are you" in first  # amount, term, purpose were understood; the age rule comes next
     assert "borrow" not in first.lower().split("?")[-1]  # and not asked again
-    assert "could not read that" in replies[1].text and replies[1].meta["eligibility"]["asking"] == "employment"
+    assert "could not read that" in replies[2].text and replies[2].meta["eligibility"]["asking"] == "employment"
     consent = replies[6]
     assert consent.meta["eligibility"]["stage"] == "consent" and "yes or no" in consent.text
     for needed in ("CNY 20,000", "24 months", "used car", "CNY 6,000", "rent"):
@@ -100,7 +100,7 @@ def test_scripted_chat_collects_asks_consent_and_explains(settings, client, term
 def test_an_approval_is_never_promised(settings, client, terms):
     replies = chat(lambda: make_skill(settings, client, terms), Conversation(), [
         "check my eligibility: borrow 10000 for 12 months for electronics",
-        "7 years", "I own my flat", "50000", "40", "12000", "yes"])
+        "40", "7 years", "I own my flat", "50000", "12000", "yes"])
     result = replies[-1]
     assert result.meta["eligibility"]["decision"] == "approve"
     assert "not an approval or an offer" in result.text and "indicative limit" in result.text
@@ -110,7 +110,7 @@ def test_an_approval_is_never_promised(settings, client, terms):
 def test_policy_decline_names_the_rule(settings, client, terms):
     # (an age outside the rule never reaches the tool: see the under-18 tests below)
     replies = chat(lambda: make_skill(settings, client, terms), Conversation(), [
-        "borrow 5000 over 12 months for furniture", "1 year", "I live with my parents", "0", "30", "0", "yes"])
+        "borrow 5000 over 12 months for furniture", "30", "1 year", "I live with my parents", "0", "0", "yes"])
     text = replies[-1].text
     assert replies[-1].path == "tool" and "no income" in text
     no_internal_figures(replies[-1])
@@ -158,7 +158,7 @@ def test_an_ambiguous_figure_is_not_guessed(client, terms):
 def test_under_18_is_told_the_age_rule_and_the_form_stops(settings, client, terms, text):
     conversation = Conversation()
     skill = lambda: make_skill(settings, client, terms)  # noqa: E731
-    step_by_step = ["5000", "6 months", "a phone", "I'm a student", "I live with my parents", "0"]
+    step_by_step = ["5000"]  # the age is asked right after the amount
     opening = ["check my eligibility please"] + (step_by_step if text == "16" else [])
     chat(skill, conversation, opening)
     reply = chat(skill, conversation, [text])[0]
@@ -214,7 +214,7 @@ def test_a_field_given_out_of_order_is_kept_and_the_question_asked_again(setting
     assert "noted your housing" in replies[2].text and replies[2].meta["eligibility"]["asking"] == "amount"
     state = conversation.state["eligibility"]
     assert state["answers"] == {"monthly_income": 12000, "housing": "own", "amount": 20000}
-    assert state["asking"] == "term_months"
+    assert state["asking"] == "age"  # asked right after the amount: the age rule can end the form
 
 
 def test_a_failed_answer_is_asked_again_and_the_other_fields_are_kept(settings, client, terms):
@@ -252,7 +252,7 @@ def test_cancel_discards_the_answers(settings, client, terms):
 
 def test_no_consent_means_no_check(settings, client, terms):
     replies = chat(lambda: make_skill(settings, client, terms), Conversation(), [
-        "borrow 5000 over 12 months for furniture", "1 year", "rent", "0", "30", "5000", "no"])
+        "borrow 5000 over 12 months for furniture", "30", "1 year", "rent", "0", "5000", "no"])
     assert replies[-1].tool_calls == [] and "not run any check" in replies[-1].text
 
 
@@ -287,7 +287,7 @@ def test_nonsense_is_asked_again(client, terms, text, field):
 
 
 def test_the_same_chat_over_http_gives_the_same_reply(settings, client, terms):
-    script = ["borrow 20000 over 24 months for a new car", "3 years", "rent", "1000", "29", "7000", "yes"]
+    script = ["borrow 20000 over 24 months for a new car", "29", "3 years", "rent", "1000", "7000", "yes"]
     local = chat(lambda: make_skill(settings, client, terms), Conversation(), script)[-1]
     with TestClient(create_app(client.scorer)) as http:
         remote_client = HttpScoringClient("http://testserver", http=http)
@@ -370,8 +370,8 @@ def test_malformed_model_call_is_reasked_once_then_the_form_takes_over(settings,
     state = conversation.state["eligibility"]
     assert state["mode"] == "form" and reply.meta["eligibility"]["mode"] == "form"
     assert state["answers"]["amount"] == 8000 and "age" not in state["answers"]  # valid fields kept
-    assert state["asking"] == "housing" and "own your home" in reply.text
-    rest = chat(factory, conversation, ["I own it", "33", "yes"])  # the form finishes without the model
+    assert state["asking"] == "age" and "How old are you" in reply.text
+    rest = chat(factory, conversation, ["33", "I own it", "yes"])  # the form finishes without the model
     assert rest[-1].path == "tool" and len(model.seen) == 2
 
 

@@ -268,9 +268,16 @@ def check_value(f: FieldInfo, value: Any, product: ProductTerms) -> str | None:
     return None
 
 
+KNOCK_OUT_FIRST = ("amount", "age")  # the amount opens the form; the age rule ends it at once, if it must
+
+
 def asked_fields(info: ScorecardInfo) -> list[FieldInfo]:
-    """What the form asks for, in order: the chat fields then the policy fields, consent last."""
-    return [f for f in info.asked if f.name != "consent"]
+    """What the form asks for, in order: the amount, then the age (a knock-out rule: nobody under
+    18 should answer six questions to hear it), then the other chat and policy fields; consent
+    last."""
+    fields = [f for f in info.asked if f.name != "consent"]
+    first = [f for name in KNOCK_OUT_FIRST for f in fields if f.name == name]
+    return first + [f for f in fields if f not in first]
 
 
 @dataclass
