@@ -4,25 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from assistant.audit import AuditLog
+from assistant.store.audit import AuditLog
 from assistant.config import Settings, apply_offline_env
-from assistant.guard import Guard
-from assistant.injection import find_instructions_in_document
-from assistant.knowledge import KnowledgeBase
-from assistant.llm import make_chat_model
+from assistant.guard.core import Guard
+from assistant.guard.injection import find_instructions_in_document
+from assistant.knowledge.index import KnowledgeBase
+from assistant.llm.chat_models import make_chat_model
 from assistant.loans import load_loan_replies, make_loan_answerer
 from assistant.pipeline import Assistant
-from assistant.router import Router
+from assistant.routing.router import Router
 from assistant.scoring.client import make_scoring_client
-from assistant.complaints import ComplaintClassifier
-from assistant.embeddings import load_embedder
+from assistant.complaints.classifier import ComplaintClassifier
+from assistant.knowledge.embeddings import load_embedder
 from assistant.skills.answer import AnswerSkill
 from assistant.skills.complaints import ComplaintSkill
 from assistant.skills.eligibility import EligibilitySkill
 from assistant.skills.handoff import HandoffSkill
 from assistant.skills.smalltalk import ClarifySkill, SmalltalkSkill
-from assistant.terms import load_terms
-from assistant.tickets import TicketService
+from assistant.knowledge.terms import load_terms
+from assistant.store.tickets import TicketService
 
 
 def build_knowledge(settings: Settings) -> KnowledgeBase:

@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     faq_threshold: float = Field(0.65, ge=0.0, le=1.0)
     answer_min_score: float = Field(0.45, ge=0.0, le=1.0)
 
-    # Marketing studio (assistant/marketing.py, assistant/compliance.py)
+    # Marketing studio (assistant/marketing/drafting.py, assistant/marketing/compliance.py)
     compliance_rules: Path | None = Field(None, description="rule pack; default knowledge_dir/rules/compliance.yaml")
     marketing_max_revisions: int = Field(3, ge=0, le=10)
     marketing_writer: Literal["auto", "template", "free"] = Field(

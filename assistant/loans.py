@@ -27,8 +27,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from assistant.config import PROJECT_ROOT
-from assistant.prompts import load_replies
-from assistant.terms import ProductTerms, Terms
+from assistant.llm.prompts import load_replies
+from assistant.knowledge.terms import ProductTerms, Terms
 from assistant.types import ToolCall
 
 REPLIES_FILE = "eligibility_replies.yaml"  # customer-facing templates of the calculator and the form

@@ -7,8 +7,8 @@ import time
 from typing import Iterator, Protocol
 
 from assistant.config import Settings
-from assistant.guard import Guard, InputError
-from assistant.router import Router
+from assistant.guard.core import Guard, InputError
+from assistant.routing.router import Router
 from assistant.skills.base import Skill, final_reply
 from assistant.types import Conversation, Delta, GuardVerdict, Message, Reply, RouteDecision, Turn, new_id
 
@@ -31,12 +31,6 @@ class Assistant:
         self.router = router
         self.skills = skills
         self.audit = audit
-
-    @classmethod
-    def build(cls, settings: Settings) -> "Assistant":
-        from assistant.components import build_assistant
-
-        return build_assistant(settings)
 
     def reply(self, conversation: Conversation, message: str) -> Reply:
         return final_reply(self.stream(conversation, message))

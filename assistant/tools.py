@@ -15,10 +15,10 @@ from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, Field, ValidationError
 
 from assistant.loans import LoanError, early_repayment_quote, product_schedule
-from assistant.prompts import load_replies
+from assistant.llm.prompts import load_replies
 from assistant.scoring.applicant import ApplicantError, applicant_model, errors_of
 from assistant.scoring.client import ScoringClient, ScoringUnavailable
-from assistant.terms import Terms
+from assistant.knowledge.terms import Terms
 from assistant.types import ToolCall
 
 DESCRIPTIONS = "eligibility_tools.yaml"  # tool descriptions the model reads live in prompts/

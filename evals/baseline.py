@@ -23,7 +23,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableParallel, RunnablePassthrough
 from pydantic import ConfigDict
 
-from assistant.prompts import load_prompt
+from assistant.llm.prompts import load_prompt
 
 PROMPT_FILE = "baseline_rag.md"
 _SLOT = re.compile(r"\{\{\s*(\w+)\s*\}\}")

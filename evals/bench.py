@@ -63,8 +63,8 @@ def time_generation(chat_model, messages) -> dict[str, float]:
 
 def bench_embedded(settings: Settings) -> dict[str, float]:
     from assistant.components import build_assistant
-    from assistant.knowledge import KnowledgeBase
-    from assistant.llm import load_model, resolve_model_path
+    from assistant.knowledge.index import KnowledgeBase
+    from assistant.llm.chat_models import load_model, resolve_model_path
     from assistant.types import Conversation
 
     results: dict[str, float] = {}
@@ -112,10 +112,10 @@ def bench_embedded(settings: Settings) -> dict[str, float]:
 def bench_vllm(settings: Settings, python: str, port: int = 8011) -> dict[str, float]:
     """Raw vLLM throughput vs the assistant's pipeline over the same server, at 1 and 16 in flight."""
     from assistant.components import build_assistant
-    from assistant.knowledge import KnowledgeBase
-    from assistant.llm import make_chat_model
+    from assistant.knowledge.index import KnowledgeBase
+    from assistant.llm.chat_models import make_chat_model
     from assistant.types import Conversation
-    from assistant.vllm_server import start_vllm, wait_ready
+    from assistant.llm.vllm_server import start_vllm, wait_ready
 
     base_url = f"http://127.0.0.1:{port}/v1"
     process = start_vllm(settings, python, port, log_path=settings.data_dir / "vllm-bench.log")

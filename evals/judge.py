@@ -76,7 +76,7 @@ class _LocalEmbeddings:
     (answer relevancy compares embeddings; no second embedding endpoint needed)."""
 
     def __init__(self, settings: Any):
-        from assistant.embeddings import load_embedder
+        from assistant.knowledge.embeddings import load_embedder
 
         self._embedder = load_embedder(settings)
 

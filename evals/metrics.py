@@ -1,6 +1,6 @@
 """Metrics as pure functions: text and numbers in, numbers out. No model, no I/O.
 
-The figure extractor here is deliberately independent of `assistant.verify`: the eval must not
+The figure extractor here is deliberately independent of `assistant.knowledge.verify`: the eval must not
 grade the verify step with the verify step's own code."""
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ class System:
 
     @cached_property
     def chat_model(self):
-        from assistant.llm import make_chat_model
+        from assistant.llm.chat_models import make_chat_model
 
         return make_chat_model(self.settings)
 
@@ -121,7 +121,7 @@ class System:
 
     @cached_property
     def terms(self):
-        from assistant.terms import load_terms
+        from assistant.knowledge.terms import load_terms
 
         return load_terms(self.settings.terms_file)
 

@@ -23,9 +23,9 @@ import typer
 from prometheus_client import CollectorRegistry
 
 from assistant.config import PROJECT_ROOT, Settings
-from assistant.guard import Guard, InputError
+from assistant.guard.core import Guard, InputError
 from assistant.metrics import GuardMetrics
-from assistant.pii import find_pii
+from assistant.guard.pii import find_pii
 from assistant.types import Conversation
 
 GUARD_LAYER = {"prompt_injection", "other_customer_data", "system_prompt", "jailbreak_roleplay", "encoded_payload"}

@@ -29,7 +29,7 @@ def build_app(use_guard: bool = False) -> FastAPI:
         from prometheus_client import CollectorRegistry
 
         from assistant.config import Settings
-        from assistant.guard import Guard, InputError
+        from assistant.guard.core import Guard, InputError
         from assistant.metrics import GuardMetrics
 
         guard = Guard(Settings(messages_per_minute=10**6, max_turns=10**6), metrics=GuardMetrics(CollectorRegistry()))
@@ -37,7 +37,7 @@ def build_app(use_guard: bool = False) -> FastAPI:
     def answer(text: str) -> str:
         if guard is None:
             return FIXED
-        from assistant.guard import InputError
+        from assistant.guard.core import InputError
         from assistant.types import Conversation
 
         try:

@@ -16,7 +16,7 @@ from markdown_it import MarkdownIt
 from starlette.concurrency import run_in_threadpool
 
 from assistant.config import PROJECT_ROOT
-from assistant.marketing import Brief
+from assistant.marketing.drafting import Brief
 from assistant.types import Conversation, Delta, Reply
 from serve.auth import Caller
 from serve.deps import customer_caller, services, staff_caller
@@ -238,7 +238,7 @@ async def marketing_drafts(brief: Brief, export: Literal["json", "markdown", "cs
                            _: Caller = Depends(staff_caller), s: Services = Depends(services)) -> Response:
     """Draft copy variants for a brief, each checked against the compliance rules (staff).
     `export=markdown|csv` returns the review file instead of JSON."""
-    from assistant.marketing import BriefError, to_csv, to_markdown
+    from assistant.marketing.drafting import BriefError, to_csv, to_markdown
 
     studio = s.features.get("marketing")
     lease = await s.gate.acquire()  # drafting uses the LLM: same bound as chat turns

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from assistant.guard import InputError
+from assistant.guard.core import InputError
 from assistant.types import Conversation, Message, Reply, RouteDecision, Turn
 from serve.api import ERRORS, customer_id_of
 from serve.auth import Caller
@@ -78,7 +78,7 @@ def list_tickets(status: str | None = Query(None, max_length=40), team: str | No
                  limit: int = Query(100, ge=1, le=1000), who: Caller = Depends(customer_caller),
                  s: Services = Depends(services)) -> JSONResponse:
     """Customers: their own tickets. Staff: the queue, with filters."""
-    from assistant.tickets import TicketError, TicketFilter
+    from assistant.store.tickets import TicketError, TicketFilter
 
     tickets = s.features.get("tickets")
     owner = None if who.is_staff else customer_id_of(who)
@@ -110,7 +110,7 @@ def get_ticket(ticket_id: str, who: Caller = Depends(customer_caller),
 def update_ticket(ticket_id: str, body: TicketPatch, who: Caller = Depends(staff_caller),
                   s: Services = Depends(services)) -> JSONResponse:
     """Change a ticket's status, extend its deadline (the note is the notice to the customer), or add a note."""
-    from assistant.tickets import TicketError
+    from assistant.store.tickets import TicketError
 
     _ticket_or_404(s, ticket_id)
     try:
@@ -122,7 +122,7 @@ def update_ticket(ticket_id: str, body: TicketPatch, who: Caller = Depends(staff
 
 
 def _ticket_or_404(s: Services, ticket_id: str) -> Any:
-    from assistant.tickets import TicketError
+    from assistant.store.tickets import TicketError
 
     if len(ticket_id) > 40:
         raise HTTPException(404, "ticket not found")

@@ -199,7 +199,7 @@ def _warm_up(services: Services) -> None:
              ("guard", lambda: services.assistant.guard.check_input(Conversation(customer_id="warmup"), "hello")),
              ("router", lambda: services.assistant.router.route(Conversation(customer_id="warmup"), "hello"))]
     if settings.llm_backend == "embedded":
-        from assistant.llm import load_model, resolve_model_path
+        from assistant.llm.chat_models import load_model, resolve_model_path
 
         steps.insert(0, ("llm", lambda: load_model(str(resolve_model_path(settings)), settings.llm_dtype,
                                                    settings.llm_threads)))

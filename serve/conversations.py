@@ -1,4 +1,4 @@
-"""Where the web app keeps conversations: the store's ConversationStore (assistant/conversations.py).
+"""Where the web app keeps conversations: the store's ConversationStore (assistant/store/conversations.py).
 `load(conversation_id, customer_id)` is None unless that customer owns it; `save(conversation)`."""
 
 from __future__ import annotations
@@ -16,6 +16,6 @@ class ConversationStoreLike(Protocol):
 
 
 def make_conversation_store(settings: Settings) -> ConversationStoreLike:
-    from assistant.conversations import ConversationStore
+    from assistant.store.conversations import ConversationStore
 
     return ConversationStore(settings)

@@ -57,7 +57,7 @@ class Features:
         return self._built["fields"]
 
     def _terms(self):
-        from assistant.terms import load_terms
+        from assistant.knowledge.terms import load_terms
 
         return load_terms(self.settings.terms_file)
 
@@ -72,7 +72,7 @@ def _scoring(f: Features) -> Any:
 
 def _compliance(f: Features) -> Any:
     try:
-        from assistant.compliance import ComplianceChecker, rules_path
+        from assistant.marketing.compliance import ComplianceChecker, rules_path
     except ImportError:
         return None
     return ComplianceChecker.from_files(rules_path(f.settings), f._terms())
@@ -80,7 +80,7 @@ def _compliance(f: Features) -> Any:
 
 def _studio(f: Features) -> Any:
     try:
-        from assistant.marketing import MarketingStudio
+        from assistant.marketing.drafting import MarketingStudio
     except ImportError:
         return None
     answer = f.assistant.skills["answer"]  # the same model and index the chat uses
@@ -93,7 +93,7 @@ def _tickets(f: Features) -> Any:
     if skill is not None and hasattr(skill, "tickets"):
         return skill.tickets  # the store the chat's complaint skill writes to
     try:
-        from assistant.tickets import TicketService
+        from assistant.store.tickets import TicketService
     except ImportError:
         return None
     return TicketService(f.settings, redact=f.assistant.guard.redact)

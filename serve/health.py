@@ -39,7 +39,7 @@ def _llm(s: Services) -> dict[str, Any]:
         response = httpx.get(url, headers=headers, timeout=3.0)
         response.raise_for_status()
         return {"backend": "openai", "model": settings.llm_served_model}
-    from assistant.llm import load_model, resolve_model_path
+    from assistant.llm.chat_models import load_model, resolve_model_path
 
     path = resolve_model_path(settings)
     load_model(str(path), settings.llm_dtype, settings.llm_threads)  # cached after the first call
@@ -59,7 +59,7 @@ def _chroma(s: Services) -> dict[str, Any]:
 def _store(s: Services) -> dict[str, Any]:
     engine = getattr(s.conversations, "engine", None)
     if engine is None:
-        from assistant.store import make_engine
+        from assistant.store.db import make_engine
 
         engine = s.extras.setdefault("engine", make_engine(s.settings))
     with engine.connect() as connection:

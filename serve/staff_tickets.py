@@ -9,8 +9,8 @@ from typing import Any
 
 import gradio as gr
 
+from assistant.timefmt import countdown
 from serve.services import Services
-from serve.ui import countdown
 
 ALL = "(all)"
 COLUMNS = ["id", "kind", "status", "severity", "team", "product", "issue", "created", "next deadline", "time left"]
@@ -65,7 +65,7 @@ def build_tab(s: Services) -> None:
 
 def teams(s: Services) -> list[str]:
     try:
-        from assistant.complaints import load_taxonomy, taxonomy_file
+        from assistant.complaints.classifier import load_taxonomy, taxonomy_file
 
         return sorted(load_taxonomy(taxonomy_file(s.settings)).teams)
     except Exception:  # the filter still works on any team typed by the store
@@ -73,7 +73,7 @@ def teams(s: Services) -> list[str]:
 
 
 def queue_rows(s: Services, status: str, severity: str, kind: str, team: str, open_only: bool) -> list[list[str]]:
-    from assistant.tickets import TicketFilter
+    from assistant.store.tickets import TicketFilter
 
     pick = lambda v: None if v in (None, ALL) else v  # noqa: E731
     where = TicketFilter(status=pick(status), severity=pick(severity), kind=pick(kind), team=pick(team),
@@ -97,7 +97,7 @@ def next_deadline(ticket: Any) -> datetime | None:
 
 
 def ticket_html(s: Services, ticket_id: str) -> str:
-    from assistant.tickets import TicketError
+    from assistant.store.tickets import TicketError
 
     try:
         t = s.features.get("tickets").get(ticket_id)
@@ -115,7 +115,7 @@ def ticket_html(s: Services, ticket_id: str) -> str:
 
 def update_ticket(s: Services, ticket_id: str, status: str | None, extend: bool, note: str,
                   actor: str = "staff:ui") -> str:
-    from assistant.tickets import TicketError
+    from assistant.store.tickets import TicketError
 
     if not (ticket_id or "").strip():
         return "<p>Pick a ticket first.</p>"

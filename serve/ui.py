@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from assistant.config import PROJECT_ROOT
 from assistant.types import Delta, Reply
+from assistant.timefmt import countdown, parse_time
 from serve.api import latest_report, open_session, suggested_questions
 from serve.chat import NotFound
 from serve.limits import Busy, RateLimited
@@ -170,31 +171,9 @@ def ticket_update(reply: Reply):
     return gr.update(value=ticket_line(reply.ticket), visible=True)
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        moment = value
-    else:
-        try:
-            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
 def _when(value: Any) -> str:
-    moment = _parse_time(value)
+    moment = parse_time(value)
     return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else str(value)
-
-
-def countdown(value: Any, now: datetime | None = None) -> str:
-    moment = _parse_time(value)
-    if moment is None:
-        return ""
-    seconds = (moment - (now or datetime.now(timezone.utc))).total_seconds()
-    sign, seconds = ("overdue by " if seconds < 0 else "in "), abs(seconds)
-    days, rest = divmod(int(seconds), 86400)
-    hours, rest = divmod(rest, 3600)
-    return sign + (f"{days} d {hours} h" if days else f"{hours} h {rest // 60} min")
 
 
 def record_feedback(s: Services, state: dict | None, data: gr.LikeData) -> None:
@@ -249,7 +228,7 @@ def marketing_tab(s: Services) -> None:
     check_html = gr.HTML()
 
     def draft(product_key, channel_name, lang, n, audience_text, goal_text, tone_text, notes_text):
-        from assistant.marketing import Brief, BriefError, export_draft_set
+        from assistant.marketing.drafting import Brief, BriefError, export_draft_set
         from pydantic import ValidationError
 
         try:

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from assistant.conversations import ConversationOwnerError, ConversationStore
-from assistant.tickets import TicketDraft, TicketError, TicketFilter, TicketService
+from assistant.store.conversations import ConversationOwnerError, ConversationStore
+from assistant.store.tickets import TicketDraft, TicketError, TicketFilter, TicketService
 from assistant.types import Conversation, Message
 
 T0 = datetime(2026, 9, 15, 2, 0, tzinfo=timezone.utc)  # a Tuesday, 10:00 in Shanghai

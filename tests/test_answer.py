@@ -7,9 +7,9 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
 from assistant.components import build_assistant
-from assistant.knowledge import KnowledgeBase
+from assistant.knowledge.index import KnowledgeBase
 from assistant.skills.answer import resolve_query
-from assistant.terms import load_terms
+from assistant.knowledge.terms import load_terms
 from assistant.skills.base import final_reply
 from assistant.types import Conversation, Delta, Message, Reply, RouteDecision, Turn
 from tests.conftest import make_settings
@@ -69,7 +69,7 @@ def test_generated_answer_streams_and_every_figure_is_backed(assistant, settings
     if reply.path == "generated":
         assert any(isinstance(e, Delta) for e in events)
     cited = " ".join(c.text for c in reply.chunks if c.id in {x.chunk_id for x in reply.citations})
-    from assistant.verify import figures
+    from assistant.knowledge.verify import figures
     assert figures(reply.text) <= figures(cited)
 
 

@@ -12,10 +12,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
-from assistant.audit import AuditLog
-from assistant.audit_cli import app
+from assistant.store.audit import AuditLog
+from assistant.cli.audit import app
 from assistant.config import Settings
-from assistant.guard import Guard
+from assistant.guard.core import Guard
 from assistant.metrics import GuardMetrics
 from assistant.pipeline import Assistant
 from assistant.types import (Chunk, Citation, Conversation, GuardVerdict, Reply, RouteDecision, ToolCall,
@@ -105,7 +105,7 @@ def test_verify_detects_edits_and_deletions(settings):
 
 
 def test_edit_with_a_recomputed_hash_breaks_the_next_link(settings):
-    from assistant.audit import record_hash
+    from assistant.store.audit import record_hash
 
     log = AuditLog(settings)
     _fill(log, 3)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from assistant.channels import (
+from assistant.marketing.channels import (
     CHANNELS, check_limits, display_width, fit_width, parse_fields, render_fields, sms_encoding, sms_segments,
     sms_units,
 )

@@ -1,4 +1,4 @@
-"""The preamble every CLI shares (assistant/cli_common.py): errors, JSON on stdout, settings."""
+"""The preamble every CLI shares (assistant/cli/common.py): errors, JSON on stdout, settings."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from assistant.cli_common import emit_json, fail, load_settings
+from assistant.cli.common import emit_json, fail, load_settings
 
 app = typer.Typer()
 
@@ -51,9 +51,9 @@ def test_invalid_settings_are_a_clear_error_not_a_traceback(monkeypatch, capsys,
 
 
 def test_sub_clis_report_invalid_settings(monkeypatch):
-    from assistant.audit_cli import app as audit_app
-    from assistant.complaints_cli import app as complaints_app
-    from assistant.loans_cli import app as loans_app
+    from assistant.cli.audit import app as audit_app
+    from assistant.cli.complaints import app as complaints_app
+    from assistant.cli.loans import app as loans_app
 
     monkeypatch.setenv("ASSISTANT_RETRIEVAL_K", "0")
     runner = CliRunner()

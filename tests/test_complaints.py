@@ -13,15 +13,15 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from assistant.complaint_rules import complaint_rules_file, load_complaint_rules
-from assistant.complaints import SHARED_DATA, ComplaintClassifier, load_taxonomy, read_cfpb, taxonomy_file
-from assistant.complaints_cli import app
+from assistant.complaints.rules import complaint_rules_file, load_complaint_rules
+from assistant.complaints.classifier import SHARED_DATA, ComplaintClassifier, load_taxonomy, read_cfpb, taxonomy_file
+from assistant.cli.complaints import app
 from assistant.config import Settings
-from assistant.embeddings import load_embedder
-from assistant.router import Router
+from assistant.knowledge.embeddings import load_embedder
+from assistant.routing.router import Router
 from assistant.skills.complaints import ComplaintSkill
-from assistant.terms import load_terms
-from assistant.tickets import TicketDraft, TicketService
+from assistant.knowledge.terms import load_terms
+from assistant.store.tickets import TicketDraft, TicketService
 from assistant.types import Conversation, Message, RouteDecision, Turn
 
 TEAMS = {"collections_conduct", "fees_billing", "fraud_security", "credit_reporting", "account_servicing",

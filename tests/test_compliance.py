@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from assistant.compliance import (
+from assistant.marketing.compliance import (
     ComplianceChecker, ComplianceReport, RulePackError, apply_fixes, default_rules_path, load_rule_pack,
 )
 from assistant.config import PROJECT_ROOT
-from assistant.marketing_eval import evaluate_checker, read_jsonl
-from assistant.terms import load_terms
+from assistant.marketing.evaluate import evaluate_checker, read_jsonl
+from assistant.knowledge.terms import load_terms
 
 RULES = default_rules_path(PROJECT_ROOT / "knowledge_base")
 AD_COPY = PROJECT_ROOT / "evals" / "datasets" / "ad_copy.jsonl"

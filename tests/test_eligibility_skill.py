@@ -16,7 +16,7 @@ from assistant.scoring.service import create_app
 from assistant.skills.base import final_reply
 from assistant.skills.eligibility import EligibilitySkill
 from assistant.skills.eligibility_form import asked_fields, read_answers
-from assistant.terms import load_terms
+from assistant.knowledge.terms import load_terms
 from assistant.tools import build_tools, run_tool_call
 from assistant.types import Conversation, Message, RouteDecision, Turn
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from assistant.terms import load_terms, normalise_number
+from assistant.knowledge.terms import load_terms, normalise_number
 
 ROOT = Path(__file__).resolve().parent.parent
 KB = ROOT / "knowledge_base"
@@ -158,7 +158,7 @@ def test_faq_figures_match_the_product_named(faqs, terms):
 
 
 def test_faqs_parse_with_the_knowledge_base_loader():
-    kb_docs = pytest.importorskip("assistant.kb_docs")
+    kb_docs = pytest.importorskip("assistant.knowledge.documents")
     for path in sorted(FAQ_DIR.glob("*.md")):
         doc = kb_docs.parse_document(path, KB)
         assert doc.type == "faq" and len(doc.sections) >= 15

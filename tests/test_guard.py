@@ -7,11 +7,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from assistant.config import Settings
-from assistant.guard import Guard, InputError
+from assistant.guard.core import Guard, InputError
 from assistant.metrics import GuardMetrics
-from assistant.pii import id_check_digit
-from assistant.prompts import load_prompt
-from assistant.ratelimit import RateLimiter
+from assistant.guard.pii import id_check_digit
+from assistant.llm.prompts import load_prompt
+from assistant.guard.ratelimit import RateLimiter
 from assistant.types import Chunk, Conversation, Reply, ToolCall
 
 

@@ -12,14 +12,14 @@ from typing import Iterator
 import pytest
 
 from assistant.config import Settings
-from assistant.embeddings import load_embedder
-from assistant.guard import Guard
+from assistant.knowledge.embeddings import load_embedder
+from assistant.guard.core import Guard
 from assistant.pipeline import Assistant
-from assistant.router import Router
+from assistant.routing.router import Router
 from assistant.skills.complaints import ComplaintSkill
 from assistant.skills.handoff import HandoffSkill
 from assistant.skills.smalltalk import SmalltalkSkill
-from assistant.tickets import TicketFilter, TicketService
+from assistant.store.tickets import TicketFilter, TicketService
 from assistant.types import Conversation, Delta, Reply, Turn
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from assistant.config import PROJECT_ROOT
-from assistant.injection import (InjectionDetector, decoded_payloads, find_instructions_in_document,
+from assistant.guard.injection import (InjectionDetector, decoded_payloads, find_instructions_in_document,
                                  heuristic_hits, load_examples)
 
 TRAIN = PROJECT_ROOT / "evals" / "datasets" / "injection_train.jsonl"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.knowledge import IndexMissing, KnowledgeBase, chroma_where, tokenize
+from assistant.knowledge.index import IndexMissing, KnowledgeBase, chroma_where, tokenize
 from tests.conftest import make_settings
 
 
@@ -78,7 +78,7 @@ def test_helpers():
 def test_the_message_is_embedded_once_for_router_and_retriever(tmp_settings):
     """The router and the retriever both embed the customer's message: the second is a cache hit,
     and a hit returns a copy (a caller changing its vector cannot spoil the cache)."""
-    from assistant.embeddings import load_embedder
+    from assistant.knowledge.embeddings import load_embedder
 
     embedder = load_embedder(tmp_settings)
     text = "is there a grace period before the late fee? (cache test)"

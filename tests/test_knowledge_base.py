@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from assistant.config import PROJECT_ROOT
-from assistant.kb_docs import Document, KnowledgeBaseError, load_documents, parse_document
-from assistant.terms import ProductTerms, Terms, load_terms, normalise_number
+from assistant.knowledge.documents import Document, KnowledgeBaseError, load_documents, parse_document
+from assistant.knowledge.terms import ProductTerms, Terms, load_terms, normalise_number
 
 KB_DIR = PROJECT_ROOT / "knowledge_base"
 TERMS_FILE = KB_DIR / "products" / "terms.yaml"

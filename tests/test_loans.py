@@ -17,8 +17,8 @@ from assistant.loans import (
     LoanError, add_months, answer_loan_question, apr_pct, early_repayment_quote, late_fee, make_loan_answerer,
     monthly_irr, parse_loan_question, product_quotes, product_schedule, repayment_schedule,
 )
-from assistant.loans_cli import app as loan_app
-from assistant.terms import load_terms
+from assistant.cli.loans import app as loan_app
+from assistant.knowledge.terms import load_terms
 
 
 @pytest.fixture(scope="module")

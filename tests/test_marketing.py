@@ -17,16 +17,16 @@ import typer
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from typer.testing import CliRunner
 
-from assistant.channels import CHANNELS, check_limits, parse_fields
+from assistant.marketing.channels import CHANNELS, check_limits, parse_fields
 from assistant.config import PROJECT_ROOT, Settings
-from assistant.kb_docs import load_documents
-from assistant.knowledge import chunk_documents
-from assistant.marketing import (
+from assistant.knowledge.documents import load_documents
+from assistant.knowledge.index import chunk_documents
+from assistant.marketing.drafting import (
     Brief, BriefError, DraftSet, MarketingStudio, export_draft_set, jaccard, load_copy_pieces,
 )
-from assistant.marketing_cli import compliance_app, copy_command
-from assistant.marketing_eval import evaluate_drafts, read_jsonl
-from assistant.terms import normalise_number
+from assistant.cli.marketing import compliance_app, copy_command
+from assistant.marketing.evaluate import evaluate_drafts, read_jsonl
+from assistant.knowledge.terms import normalise_number
 
 BRIEFS = PROJECT_ROOT / "evals" / "datasets" / "marketing_briefs.jsonl"
 
@@ -217,7 +217,7 @@ def test_passing_variants_rank_first(tmp_path):
     brief = Brief(product="cash", audience="drivers", channel="social", variants=2)
     failing = st.draft(brief).variants
     passing = studio(tmp_path).draft(brief).variants
-    from assistant.marketing import rank_variants
+    from assistant.marketing.drafting import rank_variants
     ranked = rank_variants(failing + passing, 3)
     assert [v.passed for v in ranked] == [True, True, False]
     assert ranked[0].score.total > ranked[2].score.total
@@ -241,8 +241,8 @@ def test_every_approved_hook_passes_the_rule_pack(tmp_path):
         for angle in (a for a in pieces.angles if a.applies_to(product)):
             for language, hooks in angle.hooks.items():
                 for hook in hooks:
-                    from assistant.compliance import fill_slots
-                    from assistant.marketing import _term_values
+                    from assistant.marketing.compliance import fill_slots
+                    from assistant.marketing.drafting import _term_values
                     text = fill_slots(hook, _term_values(product))
                     report = st.check_copy(text, key)
                     assert set(report.rule_ids) <= {"lender-name-missing", "product-name-missing"}, (key, text)
@@ -326,7 +326,7 @@ def test_cli_rules_reports_a_broken_rule_file_with_its_line(cli, tmp_path):
 def test_real_embedded_model_drafts_two_variants(tmp_path, retrieve, model_cache):
     from conftest import make_settings
 
-    from assistant.llm import make_chat_model
+    from assistant.llm.chat_models import make_chat_model
 
     # the session's converted model (conftest.model_cache) is shared: the conversion runs once per session
     s = make_settings(tmp_path / "data", model_cache, llm_max_new_tokens=32)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from assistant import pii
-from assistant.pii import find_pii, id_check_digit, luhn_valid, mask, redact, valid_cn_id
+from assistant.guard import pii
+from assistant.guard.pii import find_pii, id_check_digit, luhn_valid, mask, redact, valid_cn_id
 
 
 def make_id(first17: str = "11010119900307123") -> str:

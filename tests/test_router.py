@@ -12,10 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from assistant.config import PROJECT_ROOT, Settings
-from assistant.embeddings import load_embedder
-from assistant.router import Router, load_routing_rules, routing_rules_file
-from assistant.router_cli import app
-from assistant.router_train import evaluate_routes, handwritten
+from assistant.knowledge.embeddings import load_embedder
+from assistant.routing.router import Router, load_routing_rules, routing_rules_file
+from assistant.cli.router import app
+from assistant.routing.train import evaluate_routes, handwritten
 from assistant.skills.smalltalk import ClarifySkill
 from assistant.skills.base import final_reply
 from assistant.types import Conversation, Message, RouteDecision, Turn

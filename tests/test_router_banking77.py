@@ -10,9 +10,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from assistant.router_cli import app
-from assistant.router_train import SHARED_DATA
-from assistant.textclf import in_holdout
+from assistant.cli.router import app
+from assistant.routing.train import SHARED_DATA
+from assistant.routing.textclf import in_holdout
 
 BANKING77 = SHARED_DATA / "banking77_train.csv"
 

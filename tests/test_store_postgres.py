@@ -90,7 +90,7 @@ def store_settings(pg_server, tmp_path) -> Settings:
 def test_the_store_really_is_postgres(store_settings):
     from sqlalchemy import text
 
-    from assistant.tickets import TicketService
+    from assistant.store.tickets import TicketService
 
     service = TicketService(store_settings)
     with service.sessions() as session:

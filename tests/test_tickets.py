@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from assistant.config import Settings
-from assistant.tickets import TicketDraft, TicketService
-from assistant.tickets_cli import app
+from assistant.store.tickets import TicketDraft, TicketService
+from assistant.cli.tickets import app
 from assistant.types import utcnow
 
 

@@ -19,13 +19,13 @@ from pathlib import Path
 from sqlalchemy import text
 
 from assistant.config import Settings
-from assistant.tickets import TicketDraft, TicketFilter, TicketService
+from assistant.store.tickets import TicketDraft, TicketFilter, TicketService
 
 CHILD = textwrap.dedent("""
     import os, sys
     from sqlalchemy.orm import Session
     from assistant.config import Settings
-    from assistant.tickets import TicketDraft, TicketService
+    from assistant.store.tickets import TicketDraft, TicketService
 
     settings = Settings(data_dir=sys.argv[1], _env_file=None)
     service = TicketService(settings)

@@ -23,7 +23,7 @@ def store_settings(tmp_path) -> Settings:
 def test_sqlite_runs_in_wal_mode_with_full_sync(store_settings):
     from sqlalchemy import text
 
-    from assistant.tickets import TicketService
+    from assistant.store.tickets import TicketService
 
     service = TicketService(store_settings)
     with service.sessions() as session:

@@ -1,4 +1,4 @@
-from assistant.verify import Figure, figures, verify_answer
+from assistant.knowledge.verify import Figure, figures, verify_answer
 
 CONTEXT = ["Meadow Cash APR: 9.9% to 23.9% a year, including the 1% origination fee. "
            "The grace period is 3 days. You can repay by auto-debit from your linked bank card."]

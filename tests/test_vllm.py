@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from assistant.components import build_assistant
-from assistant.knowledge import KnowledgeBase
+from assistant.knowledge.index import KnowledgeBase
 from assistant.types import Conversation, Delta, Reply
-from assistant.vllm_server import start_vllm, wait_ready
+from assistant.llm.vllm_server import start_vllm, wait_ready
 from tests.conftest import make_settings
 
 VLLM_PYTHON = os.environ.get("ASSISTANT_VLLM_PYTHON", ".venv-vllm/bin/python")

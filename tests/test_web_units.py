@@ -14,7 +14,8 @@ from serve.auth import CustomerTokens, StaffAuth, bearer, identify, key_digest
 from serve.forms import form_hint
 from serve.limits import Busy, ClientRateLimiter, RateLimited, TurnGate
 from serve.openai_compat import pieces
-from serve.ui import countdown, highlight, ticket_line
+from assistant.timefmt import countdown
+from serve.ui import highlight, ticket_line
 
 
 def test_customer_tokens_cannot_be_forged_or_swapped():

@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import typer
 
-from assistant.cli_common import emit_json, fail, load_settings
+from assistant.cli.common import emit_json, fail, load_settings
 
 app = typer.Typer(help="The eligibility scoring tool (scorecard).", no_args_is_help=True)
 

@@ -12,7 +12,7 @@ from assistant.config import Settings
 from assistant.scoring.applicant import ApplicantError, FieldError, ScorecardInfo
 from assistant.scoring.decision import EligibilityDecision, Scorer
 from assistant.scoring.model import ScorecardModel
-from assistant.terms import load_terms
+from assistant.knowledge.terms import load_terms
 
 
 class ScoringUnavailable(RuntimeError):

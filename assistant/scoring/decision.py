@@ -17,7 +17,7 @@ from assistant.scoring.applicant import (
 )
 from assistant.scoring.model import ScorecardModel
 from assistant.scoring.spec import FeatureSpec
-from assistant.terms import ProductTerms, Terms
+from assistant.knowledge.terms import ProductTerms, Terms
 
 decision_log = logging.getLogger("assistant.scoring.decisions")
 

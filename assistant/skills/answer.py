@@ -10,11 +10,11 @@ from typing import Any, Callable, Iterator
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from assistant.config import Settings
-from assistant.knowledge import IndexMissing, KnowledgeBase
-from assistant.prompts import load_prompt, load_replies
-from assistant.terms import Terms
+from assistant.knowledge.index import IndexMissing, KnowledgeBase
+from assistant.llm.prompts import load_prompt, load_replies
+from assistant.knowledge.terms import Terms
 from assistant.types import Chunk, Citation, Conversation, Delta, Reply, ToolCall, Turn
-from assistant.verify import figures, sentences, verify_answer
+from assistant.knowledge.verify import figures, sentences, verify_answer
 
 LoanAnswerer = Callable[[str], "tuple[str, ToolCall] | None"]
 

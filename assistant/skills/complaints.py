@@ -22,10 +22,10 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from assistant.complaints import Classification, load_taxonomy, taxonomy_file
-from assistant.router import is_followup
+from assistant.complaints.classifier import Classification, load_taxonomy, taxonomy_file
+from assistant.routing.router import is_followup
 from assistant.skills.ticketing import TicketSkill
-from assistant.tickets import CLOSED_STATUSES, Receipt, Ticket, TicketDraft, TicketError, conversation_excerpt
+from assistant.store.tickets import CLOSED_STATUSES, Receipt, Ticket, TicketDraft, TicketError, conversation_excerpt
 from assistant.types import Reply, ToolCall, Turn
 
 log = logging.getLogger(__name__)

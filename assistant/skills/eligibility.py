@@ -16,7 +16,7 @@ from typing import Any, Iterator
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
 from assistant.config import Settings
-from assistant.prompts import load_prompt, load_replies
+from assistant.llm.prompts import load_prompt, load_replies
 from assistant.scoring.applicant import FieldInfo
 from assistant.scoring.client import ScoringClient, ScoringUnavailable
 from assistant.scoring.decision import EligibilityDecision
@@ -24,7 +24,7 @@ from assistant.skills.eligibility_form import (
     asked_fields, check_value, display, is_cancel, labels, next_missing, outside_age_rule, product_in, read_answers,
     yes_no,
 )
-from assistant.terms import Terms
+from assistant.knowledge.terms import Terms
 from assistant.tools import build_tools, run_tool_call, validate_args
 from assistant.types import Delta, Reply, ToolCall, Turn
 

@@ -17,7 +17,7 @@ from datetime import date
 from typing import Any, Callable
 
 from assistant.scoring.applicant import FieldInfo, ScorecardInfo
-from assistant.terms import ProductTerms, Terms
+from assistant.knowledge.terms import ProductTerms, Terms
 
 _NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
 _MONEY = re.compile(

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from assistant.complaints import ComplaintClassifier, load_taxonomy, taxonomy_file
+from assistant.complaints.classifier import ComplaintClassifier, load_taxonomy, taxonomy_file
 from assistant.config import Settings
-from assistant.terms import Terms
+from assistant.knowledge.terms import Terms
 from assistant.skills.ticketing import TicketSkill
-from assistant.tickets import Receipt, TicketDraft, TicketService, conversation_excerpt
+from assistant.store.tickets import Receipt, TicketDraft, TicketService, conversation_excerpt
 from assistant.types import Reply, RouteDecision, Turn
 
 REPLIES = "handoff_replies.yaml"

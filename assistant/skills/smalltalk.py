@@ -16,8 +16,8 @@ from typing import Any, Iterator
 import yaml
 
 from assistant.config import Settings
-from assistant.router import CLARIFY_STATE_KEY
-from assistant.terms import Terms, load_terms
+from assistant.routing.router import CLARIFY_STATE_KEY
+from assistant.knowledge.terms import Terms, load_terms
 from assistant.types import Delta, Reply, RouteDecision, Turn
 
 CANNED = "smalltalk.yaml"

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from assistant.complaints import ComplaintClassifier
+from assistant.complaints.classifier import ComplaintClassifier
 from assistant.config import Settings
-from assistant.prompts import load_replies
-from assistant.terms import Terms, load_terms
-from assistant.tickets import TicketService
+from assistant.llm.prompts import load_replies
+from assistant.knowledge.terms import Terms, load_terms
+from assistant.store.tickets import TicketService
 from assistant.types import Delta, Reply, Turn
 
 

@@ -1,6 +1,6 @@
 """Complaints: product and issue classification of complaint narratives, beside the TF-IDF +
 logistic regression baseline trained on the same rows in the same run, through the complaints
-module's own evaluation (assistant.complaints.evaluation_report).
+module's own evaluation (assistant.complaints.classifier.evaluation_report).
 
 Default: the test split it makes from the CFPB files in ../shared/data. `--data complaints=FILE`:
 any CSV in the CFPB column format (Product, Issue, Consumer complaint narrative)."""
@@ -29,10 +29,9 @@ DEFINITIONS = {
 
 
 def run(system: System, options: SuiteOptions) -> SuiteResult:
-    if importlib.util.find_spec("assistant.complaints") is None:
-        raise SuiteUnavailable("assistant.complaints is not built yet")
-    from assistant import complaints as cm
-
+    if importlib.util.find_spec("assistant.complaints.classifier") is None:
+        raise SuiteUnavailable("assistant.complaints.classifier is not built yet")
+    from assistant.complaints import classifier as cm
     if options.data is None and not any(SHARED_DATA.glob("cfpb_*.csv")):
         raise SuiteUnavailable(f"no CFPB files in {SHARED_DATA}")
     data = options.data_file(options.data) if options.data else None
@@ -66,8 +65,8 @@ def _shared_cache_embedder(system: System) -> Any:
     """Embeddings cached in the default data dir, not the run's temporary one: embedding the
     narratives takes minutes on two cores, and an embedding depends only on the model and text."""
     from assistant.config import Settings
-    from assistant.embeddings import load_embedder
-    from assistant.textclf import CachedEmbedder
+    from assistant.knowledge.embeddings import load_embedder
+    from assistant.routing.textclf import CachedEmbedder
 
     cache = Settings().data_dir / "cache" / "embeddings"
     return CachedEmbedder(load_embedder(system.settings), system.settings.embedding_model, cache)

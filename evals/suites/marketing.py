@@ -1,6 +1,6 @@
 """Marketing: the compliance checker against copy labelled by people (ad_copy.jsonl), beside
 the flag-nothing baseline; and, outside the ci slice, drafts generated for the briefs
-(marketing_briefs.jsonl) when the studio is built. Metrics come from assistant.marketing_eval."""
+(marketing_briefs.jsonl) when the studio is built. Metrics come from assistant.marketing.evaluate."""
 
 from __future__ import annotations
 
@@ -31,9 +31,9 @@ DEFINITIONS = {
 
 
 def run(system: System, options: SuiteOptions) -> SuiteResult:
-    if importlib.util.find_spec("assistant.marketing_eval") is None:
-        raise SuiteUnavailable("assistant.marketing_eval is not built yet")
-    from assistant.marketing_eval import evaluate_checker
+    if importlib.util.find_spec("assistant.marketing.evaluate") is None:
+        raise SuiteUnavailable("assistant.marketing.evaluate is not built yet")
+    from assistant.marketing.evaluate import evaluate_checker
 
     rows = select_rows(load_jsonl(options.data_file(DEFAULT_DATA)), options.limit, key="channel")
     found = evaluate_checker(rows, settings=system.settings)
@@ -81,8 +81,8 @@ def checker_rows(rows: list[dict[str, Any]], errors: list[dict[str, Any]]) -> li
 
 def drafts(system: System, options: SuiteOptions, result: SuiteResult) -> str:
     try:
-        from assistant.marketing import MarketingStudio
-        from assistant.marketing_eval import evaluate_drafts
+        from assistant.marketing.drafting import MarketingStudio
+        from assistant.marketing.evaluate import evaluate_drafts
 
         briefs = select_rows(load_jsonl(BRIEFS), options.limit)
         studio = MarketingStudio(system.settings, system.chat_model, system.kb.retrieve)

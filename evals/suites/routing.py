@@ -1,5 +1,5 @@
 """Routing: the router's final decisions (rules, urgency, classifier) on the held-out quarter of
-intents.jsonl, through the router's own evaluation (assistant.router_train.evaluate_routes),
+intents.jsonl, through the router's own evaluation (assistant.routing.train.evaluate_routes),
 beside two baselines measured in the same run on the same rows:
 
 - tfidf_logreg: TF-IDF (words and bigrams) + logistic regression trained on exactly the router's
@@ -33,10 +33,10 @@ DEFINITIONS = {
 
 
 def run(system: System, options: SuiteOptions) -> SuiteResult:
-    if importlib.util.find_spec("assistant.router_train") is None:
-        raise SuiteUnavailable("assistant.router_train (the router's evaluation) is not built yet")
-    from assistant import router_train as rt
-    from assistant.router import Router
+    if importlib.util.find_spec("assistant.routing.train") is None:
+        raise SuiteUnavailable("assistant.routing.train (the router's evaluation) is not built yet")
+    from assistant.routing import train as rt
+    from assistant.routing.router import Router
 
     path = options.data_file(DEFAULT_DATA)
     rows = [r for r in load_jsonl(path) if r.get("text") and r.get("intent")]

@@ -65,7 +65,7 @@ def run(system: System, options: SuiteOptions) -> SuiteResult:
 
 
 def system_prompt_lines(prompts_dir: Path) -> list[str]:
-    from assistant.prompts import load_prompt
+    from assistant.llm.prompts import load_prompt
 
     lines = []
     for path in sorted(prompts_dir.glob("*system*.md")):

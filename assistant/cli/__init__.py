@@ -1,0 +1,1 @@
+"""The `assistant` command and its sub-commands."""

@@ -1,0 +1,1 @@
+"""Complaints: classifier (product, issue, severity) and the deadline rules."""

@@ -1,0 +1,1 @@
+"""Guard: PII redaction, injection heuristics, output policy, rate limits."""

@@ -1,0 +1,1 @@
+"""Knowledge: documents, embeddings, the Chroma index, product terms, answer verification."""

@@ -1,0 +1,1 @@
+"""LLM: chat-model factory, prompt templates, the vLLM server launcher."""

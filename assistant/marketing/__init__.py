@@ -1,0 +1,1 @@
+"""Marketing: copy drafting, channels, the compliance checker and its evaluation."""

@@ -1,0 +1,1 @@
+"""Routing: the intent router, its text classifier and its training."""

@@ -1,0 +1,1 @@
+"""Store: the database, tickets, conversations and the audit log."""
