@@ -52,3 +52,13 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 def make_sessionmaker(engine: Engine) -> sessionmaker:
     Base.metadata.create_all(engine)
     return sessionmaker(engine, expire_on_commit=False)
+
+
+class StoreUnavailable(RuntimeError):
+    """A write could not reach the database. `reference` is what the customer can quote when the
+    record was kept elsewhere (the spool); None when nothing could be kept."""
+
+    def __init__(self, message: str, reference: str | None = None, retry_after_s: int = 30):
+        super().__init__(message)
+        self.reference = reference
+        self.retry_after_s = retry_after_s
