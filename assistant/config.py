@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     port: int = 7860
     staff_api_keys: list[SecretStr] = Field(default_factory=list)
     allowed_origins: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:7860", "http://localhost:7860"])
+    widget_origins: list[str] = Field(default_factory=lambda: ["*"], description="pages that may embed the "
+                                      "widget (its customer endpoints only); staff endpoints use allowed_origins")
     session_secret: SecretStr | None = Field(None, description="signs customer session tokens; set the same "
                                              "value on every replica (default: a file in data_dir)")
     web_turn_slots: int = Field(4, ge=1, description="turns (LLM calls) running at once, per worker")

@@ -12,7 +12,6 @@ from pathlib import Path
 import gradio as gr
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -22,6 +21,8 @@ from assistant.pipeline import Assistant
 from assistant.types import Conversation, new_id
 from serve import api, api_tickets, openai_compat
 from serve.chat import NotFound
+from serve.cors import PathScopedCORS
+from serve.docs_pages import add_docs_pages
 from serve.features import FeatureMissing
 from serve.limits import BodySizeLimit, Busy, RateLimited
 from serve.logging import configure_logging, trace_id_var
@@ -39,11 +40,12 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
     _limit_torch_threads(settings)
     services = Services.build(settings, assistant)
     configure_logging(redact=services.redact)
-    app = FastAPI(title="Meadow assistant", version="0.1.0",
+    app = FastAPI(title="Meadow assistant", version="0.1.0", docs_url=None, redoc_url=None,
                   description="Customer chat, eligibility, complaints and marketing for Meadow Consumer Finance. "
                               "Customer endpoints take `Authorization: Bearer <customer_token>` from "
                               "POST /api/sessions; staff endpoints take a staff API key the same way.")
     app.state.services = services
+    add_docs_pages(app)
     app.include_router(api.router)
     app.include_router(api_tickets.router)
     app.include_router(openai_compat.router)
@@ -52,10 +54,7 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
     limit = settings.web_max_body_bytes
     app.add_middleware(BodySizeLimit, limit_for=lambda path: limit if path.startswith(("/api", "/v1"))
                        else LARGE_BODY_BYTES)
-    app.add_middleware(CORSMiddleware, allow_origins=settings.allowed_origins, allow_credentials=False,
-                       allow_methods=["GET", "POST", "PATCH", "OPTIONS"],
-                       allow_headers=["Authorization", "Content-Type", "X-Customer-Token", "X-API-Key"],
-                       expose_headers=["Retry-After", "X-Request-Id"], max_age=600)
+    app.add_middleware(PathScopedCORS, settings=settings)
     app.add_middleware(RequestLog, services=services)
     _warm_up(services)
     log.info("app ready", extra={"llm": settings.llm_backend, "chroma": settings.chroma_host or "embedded",

@@ -30,7 +30,7 @@ def server(tmp_path_factory, model_cache):
     with running_server(data, staff_api_keys=[STAFF_KEY, key_digest(STAFF_KEY_2)],
                         web_turn_slots=1, web_turn_queue=1, web_queue_timeout_s=120,
                         web_requests_per_minute=REQUESTS_PER_MINUTE, web_sessions_per_minute=200,
-                        allowed_origins=["https://shop.example"]) as srv:
+                        allowed_origins=["https://shop.example"], widget_origins=["https://shop.example"]) as srv:
         yield srv
 
 

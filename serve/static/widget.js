@@ -214,6 +214,9 @@
         await this.stream(text, node);
       } catch (e) {
         node.textContent = this.t.failed;
+        // fetch throws TypeError when the server refused this page's origin (CORS) or is unreachable.
+        if (e instanceof TypeError && window.console) console.error("Meadow widget: cannot reach " + this.api +
+          " from " + location.origin + ". If the server is up, add this origin to ASSISTANT_WIDGET_ORIGINS.");
       } finally {
         node.classList.remove("streaming");
         this.busy = false;
