@@ -19,7 +19,22 @@ A scenario file:
 
 Assertions: path, not_path, intent, tool (name or {name, arguments}), no_tool, ticket (true,
 false or {field: value}), figures, no_invented_figures, contains, contains_any, not_contains,
-cites_any, flags_any (flags or route urgency).
+cites_any, flags_any (flags or route urgency), state.
+
+`state` checks the conversation after the turn: each key is a dotted path into
+`conversation.state` (one key per level: "eligibility.active", "dialogue.topic.product",
+"complaint.tickets"), and `tickets_opened` is the number of distinct tickets the assistant's
+replies created in this conversation so far (a status answer about an earlier ticket creates none):
+
+      - user: actually forget it, i dont want to borrow anymore
+        expect:
+          state: {"eligibility.active": false, "dialogue.topic.product": "flex", "tickets_opened": 0}
+
+A value is compared as the other assertions do (numbers numerically, strings ignoring case);
+`false` also holds when the path is missing (no form is an inactive form), `null` holds only when
+it is missing or null, a list holds when the value is one of its items, and `{len: N}` checks a
+list's length. Only the embedded target exposes its conversation: against an --endpoint a state
+assertion fails with "state unknown".
 """
 
 from __future__ import annotations
@@ -119,8 +134,10 @@ def play(system: System, scenario: dict[str, Any]) -> dict[str, Any]:
     turns: list[dict[str, Any]] = []
     replies: list[TargetReply] = []
     somewhere: dict[str, bool] = {}
+    opened: list[str] = []
     for turn in scenario["turns"]:
         reply = session.send(str(turn["user"]))
+        _observe_state(session, reply, opened)
         replies.append(reply)
         checks, why = check_turn(turn.get("expect") or {}, reply, fixed)
         turns.append({"user": str(turn["user"]), "answer": reply.text, "path": reply.path,
@@ -277,11 +294,71 @@ def _flags_any(wanted: Any, reply: TargetReply, _fixed: list[str]) -> tuple[bool
     return bool(options & have), f"flags {sorted(have)}, expected one of {sorted(options)}"
 
 
+# --- state: the conversation after the turn --------------------------------------------------------
+
+TICKETS_OPENED = "tickets_opened"
+_MISSING = object()
+
+
+def _observe_state(session: Any, reply: TargetReply, opened: list[str]) -> None:
+    """Attach to the reply what a `state` assertion reads: a copy of conversation.state after this
+    turn (None when the target does not expose it) and the count of tickets created so far."""
+    ticket_id = (reply.ticket or {}).get("id") or (reply.ticket or {}).get("reference")
+    if reply.ticket and ticket_id not in opened:
+        opened.append(str(ticket_id or len(opened)))
+    conversation = getattr(session, "conversation", None)
+    state = getattr(conversation, "state", None)
+    reply.observed_state = json.loads(json.dumps(state, default=str)) if isinstance(state, dict) else None  # type: ignore[attr-defined]
+    reply.tickets_opened = len(opened)  # type: ignore[attr-defined]
+
+
+def state_at(state: dict[str, Any], dotted: str) -> Any:
+    """The value at "a.b.c" in nested dicts, or _MISSING."""
+    value: Any = state
+    for key in dotted.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return _MISSING
+        value = value[key]
+    return value
+
+
+def state_matches(expected: Any, actual: Any) -> bool:
+    if isinstance(expected, dict) and set(expected) == {"len"}:
+        return isinstance(actual, (list, dict, str)) and len(actual) == int(expected["len"])
+    if expected is False:
+        return actual is _MISSING or actual is None or actual is False
+    if expected is None:
+        return actual is _MISSING or actual is None
+    if actual is _MISSING:
+        return False
+    if isinstance(expected, list) and not isinstance(actual, list):
+        return any(_same(e, actual) for e in expected)
+    return _same(expected, actual)
+
+
+def _state(wanted: Any, reply: TargetReply, _fixed: list[str]) -> tuple[bool, str]:
+    if not isinstance(wanted, dict):
+        return False, "state: expected a mapping of dotted paths to values"
+    state = getattr(reply, "observed_state", None)
+    wrong = []
+    for path, expected in wanted.items():
+        if path == TICKETS_OPENED:
+            actual: Any = getattr(reply, "tickets_opened", _MISSING)
+        elif state is None:
+            return False, "state unknown (the target does not expose its conversation)"
+        else:
+            actual = state_at(state, path)
+        if not state_matches(expected, actual):
+            shown = "missing" if actual is _MISSING else json.dumps(actual, default=str)[:120]
+            wrong.append(f"{path}={shown}, expected {json.dumps(expected, default=str)}")
+    return not wrong, "state: " + "; ".join(wrong)
+
+
 ASSERTIONS: dict[str, Assertion] = {
     "path": _path, "not_path": _not_path, "intent": _intent, "tool": _tool, "no_tool": _no_tool,
     "ticket": _ticket, "figures": _figures, "no_invented_figures": _no_invented, "contains": _contains,
     "contains_any": _contains_any, "not_contains": _not_contains, "cites_any": _cites_any,
-    "flags_any": _flags_any,
+    "flags_any": _flags_any, "state": _state,
 }
 
 
