@@ -12,7 +12,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export ANONYMIZED_TELEMETRY := False
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: install install-test system-deps run ingest serve chat test test-fast eval-ci vllm-install vllm test-vllm bench
+.PHONY: install install-test system-deps run ingest serve chat test test-fast lint data data-local eval-ci vllm-install vllm test-vllm bench
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -48,7 +48,18 @@ run: ingest serve
 chat: ingest
 	$(BIN)/assistant chat
 
-test: install-test system-deps
+# The public data sets (data_sources.yaml) into data/datasets, checked by sha256: `make data MIRROR=folder-or-url`.
+data: install
+	$(BIN)/assistant data fetch $(if $(MIRROR),--mirror $(MIRROR))
+
+# Tests take the data sets from ../shared/data when this checkout has it; a bare clone skips those tests.
+data-local: install
+	@if [ -d ../shared/data ]; then $(BIN)/assistant data fetch; else echo "no ../shared/data: data-set tests will skip"; fi
+
+lint: install-test
+	$(BIN)/ruff check
+
+test: install-test system-deps data-local lint
 	$(BIN)/python -m pytest -q
 	$(BIN)/python -m evals --suite ci
 

@@ -90,7 +90,10 @@ class Settings(BaseSettings):
     # Scoring tool
     scoring_url: str | None = None
     scorecard_dir: Path = PROJECT_ROOT / "assistant" / "scoring" / "model"
-    scoring_data_dir: Path = Field(PROJECT_ROOT.parent / "shared" / "data", description="credit data sets")
+    scoring_data_dir: Path | None = Field(None, description="credit data sets (default: the data sets folder)")
+    datasets_dir: Path | None = Field(None, description="public data sets (default: data_dir/datasets, filled "
+                                      "by `assistant data fetch`; ../shared/data when that is empty)")
+    reports_dir: Path | None = Field(None, description="eval reports (default: data_dir/reports)")
     scoring_timeout_s: float = Field(5.0, gt=0)
     eligibility_product: str = Field("cash", description="product checked when the customer names none")
 
@@ -103,6 +106,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 7860
     staff_api_keys: list[SecretStr] = Field(default_factory=list)
+    staff_roles: dict[str, str] = Field(default_factory=dict, description="staff key (or its sha256: digest) -> comma-separated roles: agent, complaints, marketer, qa, admin; a key not listed here has staff_default_roles")
+    staff_default_roles: str = Field("admin", description="roles of a staff key that staff_roles does not name")
+    inbox_presence_s: float = Field(60.0, gt=0, description="an agent counts as online this long after their inbox page last refreshed")
     allowed_origins: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:7860", "http://localhost:7860"])
     widget_origins: list[str] = Field(default_factory=lambda: ["*"], description="pages that may embed the "
                                       "widget (its customer endpoints only); staff endpoints use allowed_origins")
@@ -121,6 +127,10 @@ class Settings(BaseSettings):
     @property
     def chroma_dir(self) -> Path:
         return self.chroma_path or self.data_dir / "chroma"
+
+    @property
+    def reports_path(self) -> Path:
+        return self.reports_dir or self.data_dir / "reports"
 
     @property
     def model_cache_dir(self) -> Path:

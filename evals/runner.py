@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="use another data file (same format) for a suite; repeatable")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="use this data dir (its index and database) instead of a fresh temporary one")
-    p.add_argument("--out", type=Path, default=PROJECT_ROOT / "reports", help="reports folder (default: reports/)")
+    p.add_argument("--out", type=Path, default=None, help="reports folder (default: data_dir/reports, ASSISTANT_REPORTS_DIR)")
     p.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"),
                    help="compare two earlier runs (report folders or results.json files) and exit")
     p.add_argument("--thresholds", type=Path, default=DEFAULT_THRESHOLDS, help="thresholds file")
@@ -240,10 +240,17 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"error: {exc}", file=sys.stderr)
         return 2
-    folder = write_report(results, args.out)
+    folder = write_report(results, args.out or _reports_dir())
     results["report"] = str(folder)
     if args.json:
         sys.stdout.write(json.dumps(summary(results), ensure_ascii=False, default=str) + "\n")
     else:
         print_summary(results, folder)
     return 0 if (results["passed"] or args.no_gate) else 1
+
+
+def _reports_dir() -> Path:
+    """Reports go under the data dir (not the code checkout), so the web app's QA tab finds them."""
+    from assistant.config import Settings
+
+    return Settings().reports_path

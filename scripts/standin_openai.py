@@ -29,7 +29,7 @@ def build_app(use_guard: bool = False) -> FastAPI:
         from prometheus_client import CollectorRegistry
 
         from assistant.config import Settings
-        from assistant.guard.core import Guard, InputError
+        from assistant.guard.core import Guard
         from assistant.metrics import GuardMetrics
 
         guard = Guard(Settings(messages_per_minute=10**6, max_turns=10**6), metrics=GuardMetrics(CollectorRegistry()))

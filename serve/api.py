@@ -15,7 +15,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from markdown_it import MarkdownIt
 from starlette.concurrency import run_in_threadpool
 
-from assistant.config import PROJECT_ROOT
 from assistant.marketing.drafting import Brief
 from assistant.types import Conversation, Delta, Reply
 from serve.auth import Caller
@@ -259,7 +258,7 @@ async def marketing_drafts(brief: Brief, export: Literal["json", "markdown", "cs
 @router.get("/api/qa/report", response_class=HTMLResponse, responses=ERRORS, tags=["qa"])
 def qa_report(_: Caller = Depends(staff_caller), s: Services = Depends(services)) -> HTMLResponse:
     """The latest eval report (reports/*/report.html), staff only."""
-    report = latest_report(PROJECT_ROOT / "reports")
+    report = latest_report(s.settings.reports_path)
     if report is None:
         raise HTTPException(404, "no eval report yet: run `assistant eval`")
     return HTMLResponse(report.read_text(encoding="utf-8", errors="replace"))

@@ -13,7 +13,6 @@ from typing import Any
 import gradio as gr
 from starlette.concurrency import run_in_threadpool
 
-from assistant.config import PROJECT_ROOT
 from assistant.types import Delta, Reply
 from assistant.timefmt import countdown, parse_time
 from serve.api import latest_report, open_session, suggested_questions
@@ -202,7 +201,7 @@ def build_staff_ui(s: Services) -> gr.Blocks:
         with gr.Tab("Complaints"):
             complaints_tab(s)
         with gr.Tab("QA"):
-            qa_tab()
+            qa_tab(s)
     return staff
 
 
@@ -296,16 +295,16 @@ def complaints_tab(s: Services) -> None:
     staff_tickets.build_tab(s)
 
 
-def qa_tab() -> None:
+def qa_tab(s: Services) -> None:
     refresh = gr.Button("Show the latest eval report")
     frame = gr.HTML()
 
     def show() -> str:
-        report = latest_report(PROJECT_ROOT / "reports")
+        report = latest_report(s.settings.reports_path)
         if report is None:
             return "<p>No eval report yet: run <code>assistant eval</code>.</p>"
         doc = html.escape(report.read_text(encoding="utf-8", errors="replace"), quote=True)
-        return (f"<p>{html.escape(str(report.relative_to(PROJECT_ROOT)))}</p>"
+        return (f"<p>{html.escape(str(report))}</p>"
                 f'<iframe srcdoc="{doc}" style="width:100%;height:80vh;border:1px solid #ddd"></iframe>')
 
     refresh.click(show, None, frame, api_visibility="private")

@@ -190,6 +190,7 @@ def eval_command(ctx: typer.Context) -> None:
 def _register_subcommands() -> None:
     from assistant.cli.audit import app as audit_app
     from assistant.cli.complaints import app as complaints_app
+    from assistant.cli.data import app as data_app
     from assistant.cli.router import app as router_app
     from assistant.cli.tickets import app as tickets_app
     from assistant.cli.marketing import compliance_app, copy_command
@@ -204,6 +205,7 @@ def _register_subcommands() -> None:
     app.add_typer(complaints_app, name="complaints", help="The complaint classifier: classify, evaluate, train.")
     app.command("copy", help="Draft campaign copy from a brief that passes compliance.")(copy_command)
     app.add_typer(compliance_app, name="compliance", help="Check copy against the compliance rule pack.")
+    app.add_typer(data_app, name="data", help="The public data sets: fetch them with checksums, show where they are.")
 
 
 _register_subcommands()

@@ -26,13 +26,14 @@ import yaml
 from pydantic import BaseModel, Field
 
 from assistant.config import PROJECT_ROOT, Settings
+from assistant.public_data import resolve_datasets_dir
 from assistant.routing.textclf import (
     CachedEmbedder, DataError, EmbeddingClassifier, embed_long, fit_with_validation, in_holdout, metrics,
 )
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 PRODUCT_MODEL, ISSUE_MODEL = "complaint_product.npz", "complaint_issue.npz"
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+SHARED_DATA = resolve_datasets_dir()  # fetched copy (assistant data fetch), else ../shared/data
 CFPB_FILES = ("cfpb_complaints_train.csv", "cfpb_narratives_product4_train.csv")
 NARRATIVE, PRODUCT, ISSUE, ID = "Consumer complaint narrative", "Product", "Issue", "Complaint ID"
 TEST_PERCENT = 20  # the shared data's test split for the eval runner
@@ -58,6 +59,7 @@ class IssueDef(BaseModel):
 class Taxonomy(BaseModel):
     version: str = "1"
     teams: dict[str, str]
+    customer_teams: dict[str, str] = Field(default_factory=dict)  # what a customer reads
     products: dict[str, ProductDef]
     issues: dict[str, IssueDef]
     fallback_issue: str
@@ -86,6 +88,16 @@ class Taxonomy(BaseModel):
 
     def team_for(self, issue: str) -> str:
         return self.issues[issue].team
+
+    def customer_team(self, team: str) -> str:
+        """A team as a customer reads it ("Billing team"), never the internal taxonomy."""
+        return self.customer_teams.get(team) or "Complaints team"
+
+    def customer_product(self, product: str | None) -> str:
+        """A product's name when Meadow offers it (it has keywords), else "" (the CFPB-only
+        categories such as secured loans are internal)."""
+        found = self.products.get(product or "")
+        return found.name if found and found.keywords else ""
 
 
 def taxonomy_file(settings: Settings) -> Path:

@@ -18,13 +18,14 @@ from typing import Any, Iterable
 import numpy as np
 
 from assistant.config import PROJECT_ROOT, Settings
+from assistant.public_data import resolve_datasets_dir
 from assistant.routing.textclf import (
     CachedEmbedder, DataError, EmbeddingClassifier, fit_with_validation, in_holdout, metrics, read_labelled,
 )
 from assistant.types import Conversation
 
 INTENTS_FILE = PROJECT_ROOT / "evals" / "datasets" / "intents.jsonl"
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+SHARED_DATA = resolve_datasets_dir()  # fetched copy (assistant data fetch), else ../shared/data
 HOLDOUT_PERCENT = 25  # of the hand-written examples, never trained on by `train_intents`
 BANKING77_PER_CLASS = 6
 BANK_FAQ_CLASSES = {"accounts", "cards", "fundstransfer", "loans", "security"}

@@ -57,7 +57,7 @@ def train(
     settings = load_settings()
     try:
         dataset = load_spec(spec)
-        path = data or dataset.data_path(settings.scoring_data_dir)
+        path = data or dataset.data_path(_data_dir(settings))
         if not Path(path).exists():
             fail(f"no data file {path}")
         result = fit(dataset, Path(path))
@@ -104,7 +104,7 @@ def evaluate(
             for name in names:
                 dataset = load_spec(name)
                 typer.echo(f"evaluating {dataset.name} ...", err=True)
-                results.append(compare(dataset, dataset.data_path(settings.scoring_data_dir), extra=data))
+                results.append(compare(dataset, dataset.data_path(_data_dir(settings)), extra=data))
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     output = {"tolerance_auc": TOLERANCE, "results": results}
@@ -244,3 +244,9 @@ def bench(
 
 if __name__ == "__main__":
     app()
+
+
+def _data_dir(settings):
+    from assistant.public_data import resolve_datasets_dir
+
+    return settings.scoring_data_dir or resolve_datasets_dir(settings)

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from assistant.config import PROJECT_ROOT
+from assistant.public_data import resolve_datasets_dir
 
 DATASETS = PROJECT_ROOT / "evals" / "datasets"
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+SHARED_DATA = resolve_datasets_dir()  # fetched copy (assistant data fetch), else ../shared/data
 
 
 class SuiteUnavailable(RuntimeError):
