@@ -72,6 +72,10 @@ class Settings(BaseSettings):
 
     # Store
     database_url: str | None = None
+    store_busy_timeout_s: float = Field(10.0, gt=0, description="longest wait for a locked SQLite store before "
+                                        "a write is spooled instead")
+    store_replay_every_s: float = Field(30.0, ge=0, description="replay the spool (tickets, conversations, "
+                                        "audit) this often in the web app; 0: only at start-up")
 
     # Guard
     max_message_chars: int = Field(2000, ge=10)
