@@ -7,15 +7,19 @@ month, I'm 41"): it is split into clauses, each clause's cue words say which fie
 clauses no cue claimed are read as a bare answer to the question just asked. A number no cue
 explains and that could be two things is not guessed: the field is asked again.
 
-Every function is pure: the form's state is a dict the pipeline stores in the conversation."""
+Every function is pure: the form's state is an `EligibilityForm`, dumped to a dict in
+conversation.state["eligibility"] (the conversation store keeps JSON)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field as dc_field
 from datetime import date
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Literal
 
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
 from assistant.scoring.applicant import FieldInfo, ScorecardInfo
 from assistant.knowledge.terms import ProductTerms, Terms
 
@@ -29,7 +33,11 @@ _WORDS = {"zero": 0, "none": 0, "no": 0, "one": 1, "a": 1, "an": 1, "two": 2, "t
 _DURATION = re.compile(rf"(?P<n>{_NUM}|{'|'.join(_WORDS)}|half a)\s*[- ]?\s*(?P<unit>years?|yrs?\b|months?|mos?\b|年|个月|月|期)",
                        re.I)
 _YEARLY = re.compile(r"\b(?:a|per|each|every)\s+year\b|\bannual(?:ly)?\b|\byearly\b|\bp\.?a\.?\b|年薪|每年|一年", re.I)
-_CANCEL = re.compile(r"^\s*(?:cancel|stop|quit|exit|never\s*mind|forget it|abort)\b|取消|算了", re.I)
+_CANCEL = re.compile(
+    r"^\W*(?:(?:ok(?:ay)?|oh|hmm+|actually|no|please|just|you know what|on second thought)\W+)*"
+    r"(?:cancel|stop|quit|exit|never\s*mind|nevermind|forget (?:it|about it)|abort)\b|"
+    r"\b(?:do\s*n[o']?t|dont|no longer) (?:really )?(?:want|need) (?:a |the |any |to |this )?"
+    r"(?:loan|borrow|apply|credit|check|money)\w*|\bchanged my mind\b|\bnot interested\b|取消|算了", re.I)
 _YES = re.compile(r"^\s*(?:y|yes|yeah|yep|sure|ok|okay|i agree|agree|i consent|i do|go ahead|please do|fine|"
                   r"correct|confirm(?:ed)?)\b|同意|好的|可以|是的", re.I)
 _NO = re.compile(r"^\s*(?:n|no|nope|don'?t|do not|i don'?t|i do not|not now|disagree|refuse)\b|不同意|不要|不用", re.I)
@@ -44,7 +52,13 @@ CUES = {
                                  r"pension|benefits?|stipend)\b|收入|工资|月薪|生活费", re.I),
     "savings": re.compile(r"\b(?:savings?|saved|in the bank|deposits?)\b|存款|积蓄", re.I),
     "employment": re.compile(r"\b(?:job|work(?:ed|ing)?|employ(?:ed|er|ment)?|company|unemployed|not working)\b|工作", re.I),
-    "age": re.compile(r"\b(?:years? old|yrs? old|y/?o|i'?m\s+\d{2}\b|i am\s+\d{2}\b|aged?\b)|岁", re.I),
+    "age": re.compile(r"\b(?:years? old|yrs? old|i'?m\s+\d{2}\b|i am\s+\d{2}\b|aged?\b)|\d\s*y/?o\b|岁", re.I),
+    "monthly_debts": re.compile(r"\b(?:other|existing|current|another|my)\s+(?:loans?|debts?|credit cards?|repayments)|"
+                                r"\bdebts?\b|\bowe\b|\bcredit cards?\b|\bcar loan\b|\bno (?:other )?loans\b", re.I),
+    "monthly_revenue": re.compile(r"\b(?:revenue|turnover|takings|sales)\b|"
+                                  r"\b(?:shop|store|business|stall|restaurant|cafe)\s+(?:makes|brings in|earns|does|"
+                                  r"takes|turns over)|\bfrom (?:my|the|our) (?:shop|store|business|stall)\b|营业额", re.I),
+    "months_trading": re.compile(r"\b(?:trading|been open|opened|in business|been running|running (?:it|the|my))\b", re.I),
     "amount": re.compile(r"\b(?:borrow|loan|need|want|apply|looking for)\b|借|贷", re.I),
 }
 # Money per month or per year, with no word of paying it out: what someone gets ("1,000 a month
@@ -82,6 +96,42 @@ HOUSING = [
     ("rent", r"\brent(?:ing|ed|s)?\b|\btenant|\blease\b|租"),
     ("own", r"\bown\b|\bowner\b|my own|bought|mortgage|homeowner|自己的房|自有|买了房"),
 ]
+
+
+STATE_KEY = "eligibility"
+
+
+class EligibilityForm(BaseModel):
+    """The form's state in one conversation. `active` is what the router and the dialogue
+    manager read; `stopped` says why a form ended early (cancelled, age_rule, trading_rule,
+    unreadable); `last` keeps the last decision once a check has run."""
+
+    model_config = ConfigDict(extra="ignore")  # old dict states carry keys this model dropped
+
+    active: bool = False
+    product: str | None = None
+    stage: Literal["collect", "consent", "done", "closed"] = "collect"
+    asking: str | None = None
+    answers: dict[str, Any] = Field(default_factory=dict)
+    retries: int = 0
+    mode: Literal["form", "llm"] = "form"
+    last_filled: list[str] = Field(default_factory=list)  # what the last message gave: "sorry I meant 25" corrects it
+    stopped: str | None = None
+    last: dict[str, Any] | None = None
+
+
+def load_form(conversation: Any) -> EligibilityForm:
+    """The form of this conversation (an empty, inactive one when none, or when the stored dict
+    cannot be read: a broken state must not break the conversation)."""
+    raw = conversation.state.get(STATE_KEY) or {}
+    try:
+        return EligibilityForm.model_validate(raw)
+    except ValueError:
+        return EligibilityForm()
+
+
+def save_form(conversation: Any, form: EligibilityForm) -> None:
+    conversation.state[STATE_KEY] = form.model_dump(mode="json", exclude_none=True)
 
 
 # --- reading one value -------------------------------------------------------------------------
@@ -190,8 +240,8 @@ def parse_age(text: str, plain: bool = True) -> int | None:
     m = re.search(r"born in\s+(19\d\d|20\d\d)", text, re.I)
     if m:
         return date.today().year - int(m.group(1))
-    m = re.search(r"(\d{1,3})\s*(?:years? old|yrs? old|y/?o\b|岁)|(?:i'?m|i am|aged?|age\s*(?:is|:))\s+(\d{1,3})\b",
-                  text, re.I)
+    m = re.search(r"(\d{1,3})\s*(?:years? old|yrs? old|y/?o\b|岁)|(?:i'?m|i am|aged?|age\s*(?:is|:))\s+(\d{1,3})\b"
+                  r"(?!\s*(?:months?|mos?)\b)", text, re.I)
     if m:
         return int(m.group(1) or m.group(2))
     if plain:  # the asked question: "35", "35 years"
@@ -218,10 +268,21 @@ def is_cancel(text: str) -> bool:
     return bool(_CANCEL.search(text))
 
 
-def product_in(text: str, terms: Terms) -> str | None:
+def product_in(text: str, terms: Terms, strict: bool = False) -> str | None:
+    """The product a message names (its name, id or one of terms.yaml's aliases). `strict` (a
+    message inside a form) leaves out the bare key: "5000 cash in savings" is no switch."""
     low = text.lower()
     for key, p in terms.products.items():
-        if any(re.search(rf"\b{re.escape(w)}\b", low) for w in (key, p.id.lower(), p.name.lower())):
+        words = [p.id.lower(), p.name.lower(), *(a.lower() for a in p.aliases), *([] if strict else [key])]
+        if any(re.search(rf"\b{re.escape(w)}\b", low) for w in words):
+            return key
+    return None
+
+
+def product_key(value: Any, terms: Terms) -> str | None:
+    """A product key from a key or an id ('business' or 'meadow-business'), else None."""
+    for key, p in terms.products.items():
+        if value in (key, p.id):
             return key
     return None
 
@@ -239,7 +300,18 @@ PARSERS: dict[str, Parser] = {
     "purpose": lambda t, plain: parse_choice(t, PURPOSES),
     "housing": lambda t, plain: parse_choice(t, HOUSING),
     "age": parse_age,
+    "monthly_debts": lambda t, plain: 0.0 if _NO_DEBTS.search(t) else parse_money(_NUM_DURATION.sub(" ", t), plain),
+    "monthly_revenue": parse_income,
+    "months_trading": lambda t, plain: parse_months(t),
 }
+_NO_DEBTS = re.compile(r"\b(?:no|none|zero|nothing|don'?t have any)\b.{0,20}\b(?:loans?|debts?)\b|"
+                       r"\bno (?:other )?(?:loans?|debts?)\b|^\s*(?:none|nothing|no|0)\s*$", re.I)
+
+
+def parse_months(text: str) -> int | None:
+    """A time in months: '2 years' -> 24, '8 months' -> 8. A bare number (months or years?) is not read."""
+    found = _duration_months(text)
+    return sum(months for months, _ in found) if found else None
 
 
 def parser_for(f: FieldInfo) -> Parser:
@@ -289,6 +361,7 @@ class Reading:
     problem: str | None = None  # the field whose answer was unreadable or out of range
     hint: str | None = None  # the reply key that says what a usable answer looks like
     unreadable: bool = False  # True: nothing usable at all; False: a value that cannot be used
+    corrected: list[str] = dc_field(default_factory=list)  # fields a correction changed ("sorry, I meant 25")
 
     @property
     def others(self) -> list[str]:
@@ -296,15 +369,30 @@ class Reading:
         return [name for name in self.found if name != self.asking]
 
 
-def read_answers(text: str, fields: list[FieldInfo], asking: str | None, product: ProductTerms) -> Reading:
+def read_answers(text: str, fields: list[FieldInfo], asking: str | None, product: ProductTerms,
+                 answers: dict[str, Any] | None = None, previous: list[str] | None = None) -> Reading:
     """Every field one message gives, whichever was asked. A field's own cue words claim a clause
     ("I earn 12k a month", "50,000 yuan savings", "I'm 41", "over 24 months"); the clauses no
-    cue claimed are read as a bare answer to the question asked ("12", "6,000 yuan")."""
+    cue claimed are read as a bare answer to the question asked ("12", "6,000 yuan"). A clause
+    that corrects ("sorry its 6000 not 9000", "I meant 25") replaces a value given before: the
+    one it names, else the one given last (`previous`: the fields the last message gave)."""
     by_name = {f.name: f for f in fields}
     reading = Reading(asking=asking)
     bad: dict[str, str] = {}  # field -> hint, for values given but out of range
     rest: list[str] = []  # clauses no other field claimed: where a bare answer is read from
     for clause in _clauses(text):
+        fix = _correction(clause, by_name, asking, {**(answers or {}), **reading.found},
+                          [*(previous or []), *reading.found], product)
+        if fix is not None:
+            name, value, had = fix
+            hint = check_value(by_name[name], value, product)
+            if hint is None:
+                reading.found[name] = value
+                if had:
+                    reading.corrected.append(name)
+            else:
+                bad[name] = hint
+            continue
         values, left = read_clause(clause, by_name, asking)
         if asking in values and len(values) == 1 and not _cued(clause, asking):
             left = clause  # the asked field in passing: read it as the bare answer below
@@ -344,7 +432,57 @@ def read_answers(text: str, fields: list[FieldInfo], asking: str | None, product
 def _clauses(text: str) -> list[str]:
     # commas and points inside numbers (6,000 / 6.5k) do not end a clause
     parts = re.split(r"(?<!\d)[,.]|[,.](?!\d)|[;!?，。；！？\n]|\band\b|\bbut\b|\balso\b|\bplus\b", text)
-    return [c for c in parts if c.strip()]
+    out: list[str] = []
+    lead = ""  # "sorry," or "actually," on its own belongs to the clause after it
+    for part in (c for c in parts if c.strip()):
+        if _FILLER_ONLY.fullmatch(part):
+            lead += part + " "
+            continue
+        out.append(lead + part)
+        lead = ""
+    return out + ([lead] if lead.strip() else [])
+
+
+_CORRECTION = re.compile(r"\b(?:sorry|actually|i meant|i mean|meant to say|correction|oops|my (?:mistake|bad)|typo|"
+                         r"wait|scratch that)\b|\b(?:not|instead of|rather than)\s+[¥￥]?\d", re.I)
+_FILLER = (r"wait|sorry|actually|oops|correction|my mistake|my bad|typo|scratch that|i meant|i mean|meant to say|"
+           r"meant|no|nope|it'?s|it is|its|make (?:it|that)|should be|that|is|was|i said|to say|ah|oh|um+|uh+")
+_FILLER_ONLY = re.compile(rf"\s*(?:(?:{_FILLER})\W*)+", re.I)
+_FILLER_WORDS = re.compile(rf"\b(?:{_FILLER})\b|[,:!]", re.I)
+_NOT_FIGURE = re.compile(rf"\b(?:not|instead of|rather than)\s+(?:[¥￥]\s*)?(?:{_NUM})\s*(?:k\b|thousand\b)?", re.I)
+_MONTHS_UNIT = re.compile(rf"(?:{_NUM})\s*[- ]?\s*(?:months?|mos?\b|个月|期)", re.I)
+
+
+def _correction(clause: str, fields: dict[str, FieldInfo], asking: str | None, known: dict[str, Any],
+                recent: list[str], product: ProductTerms) -> tuple[str, Any, bool] | None:
+    """(field, new value, whether it had a value) for a clause that corrects a figure, else None."""
+    if not _CORRECTION.search(clause) or not re.search(r"\d", clause):
+        return None
+    wrong = _NOT_FIGURE.search(clause)
+    text = _NOT_FIGURE.sub(" ", clause)
+    cued = _cued_number(text, fields, skip=set())
+    if cued:
+        name, value = next(iter(cued.items()))
+        return name, value, name in known
+    bare = _FILLER_WORDS.sub(" ", text).strip()
+    if "term_months" in fields and _MONTHS_UNIT.search(bare) and asking != "employment":
+        months = parse_term(bare, False)  # "actually 12 months": a term, never an age
+        return ("term_months", months, "term_months" in known) if months else None
+    target = None
+    if wrong is not None:  # "6000 not 9000": the field that holds 9000
+        old = parse_money(wrong.group(0))
+        target = next((n for n, v in known.items() if isinstance(v, (int, float)) and v == old and n in fields), None)
+    last = next((n for n in reversed(recent) if n in fields), None)
+    # "I meant 25" changes the last answer; "sorry, 35" may just answer the question asked
+    order = [target] if target else [last, asking] if _STRONG_CORRECTION.search(clause) else [asking, last]
+    for name in (n for n in order if n in fields):
+        value = parser_for(fields[name])(bare, True)
+        if value is not None and check_value(fields[name], value, product) is None:
+            return name, value, name in known
+    return None
+
+
+_STRONG_CORRECTION = re.compile(r"\b(?:meant|i mean|actually|correction|oops|my (?:mistake|bad)|typo|scratch that)\b", re.I)
 
 
 def _cued(clause: str, name: str) -> bool:
@@ -412,6 +550,13 @@ def _cued_number(clause: str, fields: dict[str, FieldInfo], skip: set[str]) -> d
     """The one field a clause's cue words give a number for ('I earn 12k a month', '50,000 yuan
     savings', 'employed 8 years', "I'm 41"), checked in that order; a cue whose value cannot be
     read gives way to the next."""
+    for name in ("monthly_debts", "monthly_revenue"):  # before income: a shop's takings are not the owner's pay
+        if name in fields and name not in skip and CUES[name].search(clause):
+            value = parser_for(fields[name])(clause, True)
+            if value is not None:
+                return {name: value}
+    if "months_trading" in fields and CUES["months_trading"].search(clause) and parse_months(clause) is not None:
+        return {"months_trading": parse_months(clause)}
     if "monthly_income" in fields and (CUES["monthly_income"].search(clause) or _income_by_period(clause)):
         value = parse_income(clause, True)
         if value is not None:
@@ -446,3 +591,56 @@ def display(f: FieldInfo, value: Any, currency: str) -> str:
     if f.kind == "choice":
         return str(value).replace("_", " ")
     return f"{value:g} {f.unit}".strip() if isinstance(value, (int, float)) else str(value)
+
+
+# --- fields the scorecard does not read (prompts/eligibility_fields.yaml) ------------------------
+
+class ExtraField(BaseModel):
+    kind: Literal["number", "integer"]
+    label: str
+    unit: str = ""
+    products: list[str] | Literal["all"] = "all"
+    asked: bool = False
+    min_from: str | None = None  # a product term the value must reach: a knock-out rule
+
+
+class FormSpec(BaseModel):
+    """Per-product fields, presets and what survives a product switch."""
+
+    fields: dict[str, ExtraField] = Field(default_factory=dict)
+    presets: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    keep_on_switch: list[str] = Field(default_factory=list)
+
+    def extra_fields(self, product: str, currency: str) -> list[FieldInfo]:
+        """Every extra field (another product's too: a shop's revenue said in a Cash form is
+        kept for a switch), required only when the product asks for it."""
+        out = []
+        for name, f in self.fields.items():
+            mine = f.products == "all" or product in f.products
+            out.append(FieldInfo(name=name, source="chat", kind=f.kind, label=f.label, min=0,
+                                 unit=currency if f.unit == "currency" else f.unit, required=f.asked and mine))
+        return out
+
+    def shown(self, product: str) -> list[str]:
+        return [n for n, f in self.fields.items() if f.products == "all" or product in f.products]
+
+
+def load_form_spec(path: Path) -> FormSpec:
+    return FormSpec.model_validate(yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {})
+
+
+def below_rule(answers: dict[str, Any], spec: FormSpec, product: ProductTerms) -> str | None:
+    """The first extra field whose knock-out rule fails (e.g. months trading under the product's
+    min_months_trading from terms.yaml), else None."""
+    for name, f in spec.fields.items():
+        floor = getattr(product, f.min_from, None) if f.min_from else None
+        if floor is not None and answers.get(name) is not None and answers[name] < floor:
+            return name
+    return None
+
+
+def form_fields(scorecard: list[FieldInfo], extras: list[FieldInfo]) -> list[FieldInfo]:
+    """The form's order: amount, age, the product's own knock-out and extra fields, then the rest."""
+    first = [f for f in scorecard if f.name in KNOCK_OUT_FIRST]
+    return first + [f for f in extras if f.required] + [f for f in scorecard if f not in first] + \
+        [f for f in extras if not f.required]
