@@ -8,24 +8,37 @@ prints somewhere else (a ticket, a daily e-mail) and pass it back with `expect_h
 
 Appending is safe from several processes: the last hash is read and the new record inserted in one
 write transaction (BEGIN IMMEDIATE on SQLite, an advisory lock on PostgreSQL), and `seq` is unique.
-Only redacted text is stored."""
+Only redacted text is stored.
+
+When the store is down, a record is spooled (`<data_dir>/spool/audit`, one file each, named so they sort
+in the order they were written) with its own time, and appended to the chain by `replay_spool`, in that
+order, under a lock file: one replayer at a time. While spooled records wait, new records queue behind
+them in the spool, so the chain keeps the order the turns happened in. A replay after a crash does not
+append a record twice (it looks for the same conversation, trace and time first)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
+import secrets
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from sqlalchemy import Engine, Integer, String, Text, event, insert, select, text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from assistant.guard import pii
 from assistant.config import Settings
-from assistant.store.db import Base, make_engine
+from assistant.store.db import Base, StoreUnavailable, make_engine
+from assistant.store.spool import Spool
 from assistant.types import Conversation, GuardVerdict, Reply, utcnow
+
+log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
 _LOCK_KEY = 0x6D656164  # PostgreSQL advisory lock id for appends ("mead")
@@ -111,22 +124,35 @@ def _canonical(body: dict[str, Any]) -> str:
 
 
 class AuditLog:
-    """`AuditLog(settings)` or `AuditLog(engine)`; `record_turn` is the pipeline's TurnRecorder."""
+    """`AuditLog(settings)` or `AuditLog(engine)`; `record_turn` is the pipeline's TurnRecorder. With settings
+    (or a `spool_dir`) records the store cannot take are spooled; without, the store's error becomes
+    StoreUnavailable."""
 
-    def __init__(self, settings_or_engine: Settings | Engine, redact: Callable[[str], str] | None = None):
+    def __init__(self, settings_or_engine: Settings | Engine, redact: Callable[[str], str] | None = None,
+                 spool_dir: Path | None = None):
         if isinstance(settings_or_engine, Settings):
             self.engine = make_engine(settings_or_engine)
             allow = settings_or_engine.pii_allow
+            spool_dir = spool_dir or settings_or_engine.data_dir / "spool" / "audit"
         else:
             self.engine = settings_or_engine
             allow = []
         self.redact = redact or (lambda s: pii.redact(s, allow))
-        self._create_table()
+        self.spool = Spool(spool_dir) if spool_dir else None
+        self._table_ready = False
+        try:
+            self._create_table()
+        except SQLAlchemyError:  # the store is down at start: records are spooled until it is back
+            log.warning("audit table not reachable at start; records will be spooled until the store is back",
+                        exc_info=True)
 
     def _create_table(self) -> None:
+        if self._table_ready:
+            return
         for attempt in range(5):  # several processes may start at once
             try:
                 Base.metadata.create_all(self.engine, tables=[AuditRecord.__table__])
+                self._table_ready = True
                 return
             except OperationalError:
                 if attempt == 4:
@@ -140,31 +166,124 @@ class AuditLog:
         return self.append(conversation.id, reply.trace_id, body)
 
     def append(self, conversation_id: str, trace_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The stored record, or {"spooled": True, "reference": ...} when it waits in the spool.
+        StoreUnavailable when it could be neither stored nor spooled."""
         canonical = _canonical(body)
+        created = utcnow().isoformat()
+        if self.spool is not None and self.spool.count():  # earlier records wait: queue behind them
+            row = self._spool_record(conversation_id, trace_id, created, canonical, None)
+            self._replay_quietly()
+            return row
+        try:
+            self._create_table()
+            return self._append_retrying(conversation_id, trace_id, canonical, created)
+        except SQLAlchemyError as exc:
+            return self._spool_record(conversation_id, trace_id, created, canonical, exc)
+
+    def _append_retrying(self, conversation_id: str, trace_id: str, canonical: str, created: str,
+                         once: bool = False) -> dict[str, Any]:
+        busy = 0
         for attempt in range(10):
+            started = time.perf_counter()
             try:
-                return self._append_once(conversation_id, trace_id, canonical)
-            except (IntegrityError, OperationalError):  # a concurrent append won the race, or the db was busy
+                return self._append_once(conversation_id, trace_id, canonical, created, once)
+            except IntegrityError:  # a concurrent append won the race for this seq
                 if attempt == 9:
                     raise
-                time.sleep(0.05 * (attempt + 1))
+            except OperationalError:
+                # A quick "busy" is worth another try; a timed-out lock or a server that is down is not.
+                busy += 1
+                if busy > 3 or time.perf_counter() - started > 1.0:
+                    raise
+            time.sleep(0.05 * (attempt + 1))
         raise RuntimeError("unreachable")
 
-    def _append_once(self, conversation_id: str, trace_id: str, canonical: str) -> dict[str, Any]:
+    def _append_once(self, conversation_id: str, trace_id: str, canonical: str, created: str,
+                     once: bool = False) -> dict[str, Any]:
         with self.engine.connect() as conn:
             if conn.dialect.name == "sqlite":
                 conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock before reading the head
             elif conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+            if once:  # a replayed record: appended already before a crash?
+                found = conn.execute(select(AuditRecord).where(
+                    AuditRecord.conversation_id == conversation_id, AuditRecord.trace_id == trace_id,
+                    AuditRecord.created_at == created, AuditRecord.body == canonical)).first()
+                if found is not None:
+                    conn.rollback()
+                    return dict(found._mapping)
             last = conn.execute(select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)).first()
             seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
-            created = utcnow().isoformat()
             digest = record_hash(seq, prev, conversation_id, trace_id, created, canonical)
             row = {"seq": seq, "conversation_id": conversation_id, "trace_id": trace_id, "created_at": created,
                    "body": canonical, "prev_hash": prev, "hash": digest}
             conn.execute(insert(AuditRecord).values(**row))
             conn.commit()
         return row
+
+    # --- spool ---------------------------------------------------------------------------
+
+    def _spool_record(self, conversation_id: str, trace_id: str, created: str, canonical: str,
+                      cause: Exception | None) -> dict[str, Any]:
+        if self.spool is None:
+            raise StoreUnavailable("the audit record could not be written: the store is unavailable") from cause
+        name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(3)}.json"
+        record = {"conversation_id": conversation_id, "trace_id": trace_id, "created_at": created, "body": canonical}
+        try:
+            self.spool.write_text(name, json.dumps(record, ensure_ascii=False))
+        except OSError as exc:
+            raise StoreUnavailable("the audit record could not be written: the store and the spool are both "
+                                   "unavailable") from (cause or exc)
+        if cause is not None:
+            log.error("audit store unavailable, record for trace %s spooled as %s: %s", trace_id, name, cause)
+        return {"spooled": True, "reference": name[:-5], **record}
+
+    def replay_spool(self, wait: bool = True) -> int:
+        """Append spooled records to the chain in the order they were spooled; returns how many.
+        One replayer at a time (a lock file); with wait=False, returns 0 at once when another holds it.
+        Raises the store's error while it is still down (the records stay, in order)."""
+        if self.spool is None:
+            return 0
+        appended = 0
+        with self.spool.exclusive(wait=wait) as mine:
+            if not mine:
+                return 0
+            self.spool.recover_stale(max_age_s=0)  # we hold the lock: any claim left is a dead replayer's
+            self._create_table()
+            while paths := self.spool.pending():
+                for path in paths:
+                    appended += self._replay_file(path)
+        return appended
+
+    def _replay_file(self, path: Path) -> int:
+        claim = self.spool.claim(path)
+        if claim is None:
+            return 0
+        try:
+            record = json.loads(claim.text())
+            conversation_id, trace_id, created, body = (record[k] for k in ("conversation_id", "trace_id",
+                                                                             "created_at", "body"))
+            if not all(isinstance(v, str) for v in (conversation_id, trace_id, created, body)):
+                raise ValueError("fields must be strings")
+        except (ValueError, KeyError, TypeError, OSError):
+            log.error("unreadable audit spool file %s set aside as .bad for a person to look at", path)
+            claim.set_aside()
+            return 0
+        try:
+            self._append_retrying(conversation_id, trace_id, body, created, once=True)
+        except BaseException:
+            claim.release()
+            raise
+        claim.done()
+        return 1
+
+    def _replay_quietly(self) -> None:
+        try:
+            replayed = self.replay_spool(wait=False)
+            if replayed:
+                log.info("replayed %d spooled audit records", replayed)
+        except (SQLAlchemyError, OSError):
+            log.warning("audit spool replay failed; it will be retried", exc_info=True)
 
     # --- read ----------------------------------------------------------------------------
 

@@ -3,10 +3,15 @@ Tables are declared on `Base` by the modules that own them (tickets, conversatio
 
 from __future__ import annotations
 
+import os
+import socket
+import time
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url
-from sqlalchemy.orm import DeclarativeBase, sessionmaker
+from sqlalchemy import Engine, String, create_engine, event, make_url, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from assistant.config import Settings
 
@@ -24,7 +29,9 @@ def make_engine(settings: Settings) -> Engine:
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # A locked store (another process holding a write lock) is waited for this long, then the write is spooled.
+        engine = create_engine(url, connect_args={"check_same_thread": False,
+                                                  "timeout": settings.store_busy_timeout_s})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # A store that is down must fail fast: a ticket then goes to the spool, not into a hang.
@@ -62,3 +69,41 @@ class StoreUnavailable(RuntimeError):
         super().__init__(message)
         self.reference = reference
         self.retry_after_s = retry_after_s
+
+
+class HeartbeatRow(Base):
+    """One row per worker, rewritten by /healthz: proof that the store takes a committed write."""
+
+    __tablename__ = "store_heartbeat"
+
+    worker: Mapped[str] = mapped_column(String(128), primary_key=True)
+    at: Mapped[str] = mapped_column(String(40))
+
+
+def check_write(engine: Engine, timeout_s: float = 1.0) -> dict[str, Any]:
+    """Upsert this worker's heartbeat row and commit, waiting at most `timeout_s` for a lock (so a
+    write-locked store fails the check quickly). Raises the store's error when the write fails."""
+    worker = f"{socket.gethostname()}:{os.getpid()}"[:128]
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    started = time.perf_counter()
+    HeartbeatRow.__table__.create(engine, checkfirst=True)
+    with engine.connect() as conn:
+        dialect = conn.dialect.name
+        if dialect == "sqlite":
+            previous = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+        try:
+            if dialect == "postgresql":
+                conn.execute(text("SELECT set_config('lock_timeout', :t, true), set_config('statement_timeout', :s, true)"),
+                             {"t": f"{int(timeout_s * 1000)}ms", "s": f"{int(timeout_s * 2000)}ms"})
+            table = HeartbeatRow.__table__
+            updated = conn.execute(table.update().where(table.c.worker == worker).values(at=now)).rowcount
+            if not updated:
+                conn.execute(table.insert().values(worker=worker, at=now))
+            conn.commit()
+        except IntegrityError:  # a concurrent check of this worker inserted the row first: the write worked
+            conn.rollback()
+        finally:
+            if dialect == "sqlite":
+                conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(previous)}")
+    return {"dialect": dialect, "write_ms": round((time.perf_counter() - started) * 1000, 1)}

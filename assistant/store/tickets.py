@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -26,7 +25,8 @@ from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from assistant.complaints.rules import ComplaintRules, complaint_rules_file, load_complaint_rules
 from assistant.config import Settings
-from assistant.store.db import Base, make_engine, make_sessionmaker
+from assistant.store.db import Base, StoreUnavailable, make_engine, make_sessionmaker
+from assistant.store.spool import Spool
 from assistant.types import Conversation, utcnow
 
 log = logging.getLogger(__name__)
@@ -161,6 +161,10 @@ class Receipt(BaseModel):
     ticket: Ticket
     stored: bool
 
+    @property
+    def status(self) -> Literal["stored", "spooled"]:
+        return "stored" if self.stored else "spooled"
+
 
 class TicketDraft(BaseModel):
     kind: Kind
@@ -200,26 +204,11 @@ class Breach(BaseModel):
 CLOSED_STATUSES = {"resolved", "closed"}
 
 
-class TicketSpool:
-    """One JSON file per ticket not yet committed; written atomically and fsync'd."""
-
-    def __init__(self, folder: Path):
-        self.folder = Path(folder)
+class TicketSpool(Spool):
+    """One JSON file per ticket not yet committed (`<id>.json`); written atomically and fsync'd."""
 
     def write(self, ticket: Ticket) -> Path:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"{ticket.id}.json"
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("w", encoding="utf-8") as f:
-            f.write(ticket.model_dump_json())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(self.folder)
-        return path
-
-    def pending(self) -> list[Path]:
-        return sorted(self.folder.glob("*.json")) if self.folder.is_dir() else []
+        return self.write_text(f"{ticket.id}.json", ticket.model_dump_json())
 
     def read(self, path: Path) -> Ticket:
         return Ticket.model_validate_json(path.read_text(encoding="utf-8"))
@@ -261,30 +250,52 @@ class TicketService(LazySessions):
             events=[TicketEvent(at=now, actor="assistant", action="created", to_status="open", note=draft.reason)])
 
     def create(self, draft: TicketDraft) -> Receipt:
+        """The ticket, committed (stored=True) or kept in the spool (stored=False: the store is down;
+        a replay commits it later under the same id). StoreUnavailable only when neither worked."""
         ticket = self.new_ticket(draft)
-        self.spool.write(ticket)  # durable before anything else happens
+        try:
+            self.spool.write(ticket)  # durable before anything else happens
+            spooled = True
+        except OSError as exc:  # a full or read-only disk: the store alone must take it
+            log.error("ticket spool not writable (%s); %s goes to the store only", exc, ticket.id)
+            spooled = False
         try:
             self._insert(ticket)
         except (SQLAlchemyError, OSError) as exc:
+            if not spooled:
+                raise StoreUnavailable(f"the ticket could not be kept: the store and the spool are both "
+                                       f"unavailable ({type(exc).__name__})") from exc
             log.error("ticket store unavailable, %s kept in the spool: %s", ticket.id, exc)
             return Receipt(ticket=ticket, stored=False)
-        self.spool.remove(ticket.id)
+        if spooled:
+            self.spool.remove(ticket.id)
         self._replay_quietly()
         return Receipt(ticket=ticket, stored=True)
 
     def replay_spool(self) -> list[str]:
-        """Commit every spooled ticket (idempotent); returns the ids committed now."""
+        """Commit every spooled ticket (idempotent: a ticket already stored is skipped); returns the ids
+        committed now. Safe with other replayers: each file is claimed (renamed) before it is read.
+        Raises the store's error when the store is still down (the files stay for the next replay)."""
+        self.spool.recover_stale()
         done = []
         for path in self.spool.pending():
+            claim = self.spool.claim(path)
+            if claim is None:  # another replayer, or the writer itself, has it
+                continue
             try:
-                ticket = self.spool.read(path)
+                ticket = Ticket.model_validate_json(claim.text())
             except (ValueError, OSError):
                 log.error("unreadable spool file %s set aside as .bad for a person to look at", path)
-                path.replace(path.with_suffix(".bad"))
+                claim.set_aside()
                 continue
-            if self._insert(ticket):
+            try:
+                inserted = self._insert(ticket)
+            except BaseException:
+                claim.release()
+                raise
+            if inserted:
                 done.append(ticket.id)
-            self.spool.remove(ticket.id)
+            claim.done()
         return done
 
     def _replay_quietly(self) -> None:
@@ -459,16 +470,33 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(timezone.utc)
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def ticket_json(ticket: Ticket) -> dict[str, Any]:
     return json.loads(ticket.model_dump_json())
+
+
+# --- escalation (the complaint skill: a customer back about a complaint past its deadline) ---------
+# Kept at the end of the file, as a function over the service, so that it stays apart from the
+# store's own changes; it is part of the service's interface all the same.
+_SEVERITY_RANK = {"normal": 0, "high": 1, "urgent": 2}
+
+
+def escalate_ticket(service: TicketService, ticket_id: str, severity: str, escalation: str, note: str,
+                    actor: str = "assistant") -> tuple[Ticket, bool]:
+    """Raise a ticket's severity (never lower it), record `escalation` on it and an "escalated"
+    event with `note` (redacted). Returns the ticket and whether it was escalated now (False when
+    `escalation` was already recorded: a second visit adds a note, not a second escalation)."""
+    now = service.clock()
+    with service.sessions() as session:
+        row = session.get(TicketRow, ticket_id.strip(), with_for_update=True)
+        if row is None:
+            raise TicketError(f"no ticket {ticket_id!r}")
+        fresh = escalation not in (row.escalations or [])
+        if fresh:
+            row.escalations = [*(row.escalations or []), escalation]
+            if _SEVERITY_RANK.get(severity, 0) > _SEVERITY_RANK.get(row.severity, 0):
+                row.severity = severity
+        session.add(TicketEventRow(ticket_id=row.id, at=now, actor=actor, action="escalated" if fresh else "note",
+                                   note=service.redact(note)))
+        row.updated_at = now
+        session.commit()
+    return service.get(ticket_id), fresh
