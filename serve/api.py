@@ -59,11 +59,13 @@ def get_conversation(conversation_id: str, who: Caller = Depends(customer_caller
     conversation = s.conversations.load(conversation_id, owner) if owner else None
     if conversation is None:
         raise HTTPException(404, "conversation not found")
-    return ConversationOut(id=conversation.id, messages=[
+    from serve.inbox import with_agent_messages  # staff answers are kept apart; merged on read
+
+    return ConversationOut(id=conversation.id, messages=with_agent_messages(s, conversation.id, [
         MessageOut(role=m.role, content=m.content, trace_id=m.meta.get("trace_id"), path=m.meta.get("path"),
                    feedback=(m.meta.get("feedback") or {}).get("rating"))
         for m in conversation.messages
-    ])
+    ]))
 
 
 # --- chat ---------------------------------------------------------------------------------------

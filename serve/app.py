@@ -19,7 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from assistant.config import Settings, apply_offline_env
 from assistant.pipeline import Assistant
 from assistant.types import Conversation, new_id
-from serve import api, api_tickets, openai_compat
+from serve import api, api_tickets, inbox, openai_compat, staff_tickets
+from serve.auth import RoleGate
 from serve.chat import NotFound
 from serve.cors import PathScopedCORS
 from serve.docs_pages import add_docs_pages
@@ -49,8 +50,11 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
     app.include_router(api.router)
     app.include_router(api_tickets.router)
     app.include_router(openai_compat.router)
+    app.include_router(inbox.router)
+    app.include_router(staff_tickets.router)
     _add_pages(app, services)
     _add_error_handlers(app)
+    app.add_middleware(RoleGate, staff=lambda: services.staff)  # 403 for a staff key of the wrong role
     limit = settings.web_max_body_bytes
     app.add_middleware(BodySizeLimit, limit_for=lambda path: limit if path.startswith(("/api", "/v1"))
                        else LARGE_BODY_BYTES)

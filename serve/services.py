@@ -46,7 +46,8 @@ class Services:
             settings=settings, assistant=assistant, conversations=conversations,
             chat=ChatService(assistant, conversations, gate, metrics, form_fields=lambda: features.form_fields(),
                              clarify_labels=clarify_labels(settings)),
-            staff=StaffAuth(settings.staff_api_keys), tokens=CustomerTokens(session_secret(settings)),
+            staff=StaffAuth(settings.staff_api_keys, settings.staff_roles, settings.staff_default_roles),
+            tokens=CustomerTokens(session_secret(settings)),
             limiter=ClientRateLimiter(settings.web_requests_per_minute), gate=gate, metrics=metrics,
             features=features,
         )
