@@ -21,7 +21,8 @@ from assistant.scoring.applicant import FieldInfo
 from assistant.scoring.client import ScoringClient, ScoringUnavailable
 from assistant.scoring.decision import EligibilityDecision
 from assistant.skills.eligibility_form import (
-    STATE_KEY, EligibilityForm, FormSpec, asked_fields, below_rule, check_value, display, form_fields, is_cancel,
+    EligibilityForm, FormSpec, asked_fields, below_rule, check_value, display, employment_band, form_fields,
+    is_cancel,
     labels, load_form, load_form_spec, next_missing, outside_age_rule, product_in, product_key, read_answers,
     save_form, yes_no,
 )
@@ -153,6 +154,7 @@ class EligibilitySkill:
         updated = [name for name in new if name in before or name in reading.corrected]
         form.answers.update(reading.found)
         form.last_filled = list(reading.found)
+        self._derive(form)
         if outside_age_rule(form.answers, product):
             return self._age_stop(turn, form)
         failed = below_rule(form.answers, self.spec, product)
@@ -188,6 +190,14 @@ class EligibilitySkill:
             form.asking = missing.name
         return self._keep(turn, form, " ".join(p for p in parts if p))
 
+    def _derive(self, form: EligibilityForm) -> None:
+        """Answers one of the form's own fields gives (a business owner's time in their job is
+        the time their business has been trading), unless the customer said otherwise."""
+        for target, source in self.spec.derive.get(form.product or "", {}).items():
+            months = form.answers.get(source)
+            if target == "employment" and target not in form.answers and months is not None:
+                form.answers[target] = employment_band(months / 12)
+
     def _label(self, name: str | None, fields: list[FieldInfo] | None = None) -> str:
         return next((f.label for f in fields or self.fields if f.name == name), name or "")
 
@@ -210,9 +220,14 @@ class EligibilitySkill:
     def _summary(self, form: EligibilityForm) -> str:
         currency = self.terms.lender.currency
         own = set(self.spec.shown(form.product or ""))
-        shown = [f"{f.label}: {display(f, form.answers[f.name], currency)}" for f in self.fields_for(form.product)
-                 if f.name in form.answers and (f in self.fields or f.name in own)]
-        return "; ".join([f"product: {self.terms.product(form.product).name}", *shown])
+        sent = {f.name for f in self.fields}
+
+        def shown(names: set[str]) -> list[str]:
+            return [f"{f.label}: {display(f, form.answers[f.name], currency)}" for f in self.fields_for(form.product)
+                    if f.name in form.answers and f.name in names]
+        text = "; ".join([f"product: {self.terms.product(form.product).name}", *shown(sent)])
+        noted = shown(own - sent)  # the form's own fields: noted for an application, never scored
+        return text + (" " + self.say("summary_noted", items="; ".join(noted)) if noted else "")
 
     def _consent(self, turn: Turn, form: EligibilityForm) -> Reply:
         answer = yes_no(turn.message)

@@ -498,7 +498,7 @@ _TERM_CUE = re.compile(rf"\b(?:over|for|in|across|within|repay(?:ing)? over|term
 _BARE_DURATION = re.compile(rf"\s*(?:(?:about|around|maybe|for|over)\s+)?(?:{_DURATION.pattern})\s*", re.I)
 _NUM_DURATION = re.compile(rf"(?:{_NUM})\s*[- ]?\s*(?:years?|yrs?\b|months?|mos?\b|年|个月|月|期)", re.I)
 _JUST_WORDS = re.compile(r"\s*(?:[^\W\d]+\s*){1,3}")  # "furniture", "a used car": a purpose said on its own
-DURATION_FIELDS = ("term_months", "employment", "age")  # asked fields a bare "2 years" may answer
+DURATION_FIELDS = ("term_months", "employment", "age", "months_trading")  # asked fields a bare "2 years" may answer
 
 
 def _income_by_period(clause: str) -> bool:
@@ -529,8 +529,10 @@ def read_clause(clause: str, fields: dict[str, FieldInfo], asking: str | None = 
         if months:
             found["term_months"] = months
             left = clause[:term.start()] + " " + clause[term.end():]
-    elif "term_months" in fields and asking not in DURATION_FIELDS and _BARE_DURATION.fullmatch(clause):
-        months = parse_term(clause, False)  # "24 months" on its own, while asking something else
+    elif "term_months" in fields and _BARE_DURATION.fullmatch(clause) and (
+            asking not in DURATION_FIELDS or asking == "age" and _MONTHS_UNIT.search(clause)):
+        # "24 months" on its own while asking something else; "12 month" is a term, never an age
+        months = parse_term(clause, False)
         if months:
             return {**found, "term_months": months}, ""
     purpose = parse_choice(clause, PURPOSES) if "purpose" in fields and "employment" not in found and (
@@ -610,6 +612,7 @@ class FormSpec(BaseModel):
     fields: dict[str, ExtraField] = Field(default_factory=dict)
     presets: dict[str, dict[str, Any]] = Field(default_factory=dict)
     keep_on_switch: list[str] = Field(default_factory=list)
+    derive: dict[str, dict[str, str]] = Field(default_factory=dict)  # product -> {field: from field}
 
     def extra_fields(self, product: str, currency: str) -> list[FieldInfo]:
         """Every extra field (another product's too: a shop's revenue said in a Cash form is
