@@ -89,6 +89,34 @@ CASES = {
     "channel-limits": (
         f"Title: {'A very long push title that goes on and on and on and on'}\n\n{OK}",
         f"Title: Plan it, know the cost\n\n{OK}", "cash", "push"),
+    "channel-limits/plain": (
+        f"{OK} " * 3, OK, "cash", "push"),
+    "trigger-terms-disclosure/payment": (
+        "Meadow Consumer Finance: Meadow Cash - repay just 458 a month.",
+        "Meadow Consumer Finance: Meadow Cash - repay just 458 a month. APR 9.9%-23.9%, 1% origination fee.",
+        "cash", None),
+    "rate-not-apr/daily": (
+        f"{OK} Daily interest as low as 0.02%.", f"{OK} Interest is charged daily on what you owe.", "cash", None),
+    "misleading-comparison/lowest": (
+        f"{OK} The lowest around.", f"{OK} The lowest APR in our range is 9.9%.", "cash", None),
+    "pre-approved": (
+        "Meadow Consumer Finance: Pre-approved: 50,000 yuan reserved in your name with Meadow Cash. "
+        "APR 9.9%-23.9%, 1% origination fee.",
+        f"{OK} Nobody is pre-approved: every application is assessed.", "cash", None),
+    "expert-endorsement": (
+        f"{OK} Our chief economist says now is the time to borrow.",
+        f"{OK} Talk to us about whether a loan fits your budget.", "cash", None),
+    "expert-endorsement/celebrity": (
+        f"{OK} Our brand ambassador loves it.", f"{OK} Customers rate the app 4.8.", "cash", None),
+    "free-claim": (
+        "Meadow Consumer Finance: Meadow Mall, 0% interest on 3 or 6 installments, totally free! "
+        "APR 11.9%-21.9%, no fee if paid on time.",
+        "Meadow Consumer Finance: Meadow Mall, 0% interest on 3 or 6 installments, no fee if paid on time. "
+        "APR 11.9%-21.9%.", "mall", None),
+    "product-name-missing/description": (
+        "Meadow Consumer Finance: loans for your shop. APR 10.8%-23.9%, 1.5% origination fee.",
+        "Meadow Consumer Finance: our small-business loan for shop owners. APR 10.8%-23.9%, 1.5% origination fee.",
+        "business", None),
 }
 
 

@@ -26,6 +26,7 @@ class ProductTerms(BaseModel):
     name: str
     kind: str
     aliases: list[str] = Field(default_factory=list)
+    descriptions: list[str] = Field(default_factory=list)  # documented descriptions (ads may name it so)
     apr_min_pct: float = Field(ge=0, le=36)
     apr_max_pct: float = Field(ge=0, le=36)
     limit_min: float

@@ -44,6 +44,7 @@ class ChannelSpec(BaseModel):
     name: Channel
     fields: list[FieldSpec]
     opt_out: dict[str, str] = Field(default_factory=dict)  # language -> the line to add
+    plain_text: bool = False  # copy given as plain text (no field labels) is checked as one field
 
     def field(self, name: str) -> FieldSpec:
         return next(f for f in self.fields if f.name == name)
@@ -62,6 +63,7 @@ CHANNELS: dict[str, ChannelSpec] = {
     "push": ChannelSpec(
         name="push",
         fields=[FieldSpec(name="title", label="Title", limit=50), FieldSpec(name="body", label="", limit=150)],
+        plain_text=True,
     ),
     "email": ChannelSpec(
         name="email",
@@ -79,6 +81,7 @@ CHANNELS: dict[str, ChannelSpec] = {
             FieldSpec(name="body", label="", limit=120),
             FieldSpec(name="cta", label="CTA", limit=20),
         ],
+        plain_text=True,
     ),
     "social": ChannelSpec(name="social", fields=[FieldSpec(name="body", label="", limit=280)]),
 }
@@ -199,9 +202,26 @@ def measure_fields(fields: dict[str, str], channel: str) -> list[FieldMetrics]:
     return metrics
 
 
-def check_limits(fields: dict[str, str], channel: str) -> list[LimitIssue]:
-    issues = []
+def is_plain_text(fields: dict[str, str], channel: str) -> bool:
+    """Push or banner copy written without field labels: one text, as a person pastes it."""
     spec = channel_spec(channel)
+    return spec.plain_text and not any(v.strip() for k, v in fields.items() if k != "body")
+
+
+def plain_text_limit(channel: str) -> int:
+    return sum(f.limit for f in channel_spec(channel).fields if f.measure == "width")
+
+
+def check_limits(fields: dict[str, str], channel: str) -> list[LimitIssue]:
+    spec = channel_spec(channel)
+    if is_plain_text(fields, channel):
+        width, limit = display_width(fields.get("body", "")), plain_text_limit(channel)
+        if width <= limit:
+            return []
+        return [LimitIssue(field="body", measured=width, limit=limit, unit="width",
+                           detail=f"{channel} text is {width} wide; at most {limit} for the whole {channel} "
+                                  "(a Chinese character counts 2)")]
+    issues = []
     for metric in measure_fields(fields, channel):
         field_spec = spec.field(metric.field)
         if field_spec.required and not fields.get(metric.field, "").strip():

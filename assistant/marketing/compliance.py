@@ -565,9 +565,10 @@ def detect_language(text: str) -> str:
 
 
 def product_names(product: ProductTerms) -> list[str]:
-    """The product's full name and its brand name (its first two words: 'Meadow Mall')."""
+    """The product's full name, its brand name (its first two words: 'Meadow Mall') and the descriptions
+    its documents use ('small-business loan'): an ad from the lender that says any of them names it."""
     words = product.name.split()
-    return list(dict.fromkeys([product.name, " ".join(words[:2])]))
+    return list(dict.fromkeys([product.name, " ".join(words[:2]), *product.descriptions]))
 
 
 # ASCII punctuation ends a sentence before a space or a Chinese character (full-width forms are
