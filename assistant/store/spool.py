@@ -18,11 +18,12 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -163,3 +164,46 @@ def fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class SpoolReplayer:
+    """Runs each store's `replay_spool` now (`run_once`) and then every `every_s` seconds in a daemon
+    thread (`start`/`stop`). A replay that fails (the store still down) is logged and tried next time."""
+
+    def __init__(self, replays: dict[str, Callable[[], Any]], every_s: float):
+        self.replays = replays
+        self.every_s = every_s
+        self.last: dict[str, dict[str, Any]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> dict[str, dict[str, Any]]:
+        results: dict[str, dict[str, Any]] = {}
+        for name, replay in self.replays.items():
+            try:
+                done = replay()
+                results[name] = {"replayed": len(done) if isinstance(done, (list, tuple)) else int(done or 0)}
+            except Exception as exc:  # the store is still down: the spool keeps everything for next time
+                results[name] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+                log.warning("spool replay of %s failed: %s", name, results[name]["error"])
+        replayed = {name: r["replayed"] for name, r in results.items() if r.get("replayed")}
+        if replayed:
+            log.info("spool replayed", extra={"replayed": replayed})
+        self.last = results
+        return results
+
+    def start(self) -> None:
+        if self.every_s <= 0 or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._loop, name="spool-replay", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.run_once()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
