@@ -27,6 +27,7 @@ from serve.docs_pages import add_docs_pages
 from serve.features import FeatureMissing
 from serve.limits import BodySizeLimit, Busy, RateLimited
 from serve.logging import configure_logging, trace_id_var
+from serve.health import attach_spool_replay
 from serve.services import Services
 from serve.ui import CSS, build_customer_ui, build_staff_ui
 
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None, assistant: Assistant | None = N
                               "Customer endpoints take `Authorization: Bearer <customer_token>` from "
                               "POST /api/sessions; staff endpoints take a staff API key the same way.")
     app.state.services = services
+    attach_spool_replay(app, services)  # the spool (store-down writes) replayed at start and on a schedule
     add_docs_pages(app)
     app.include_router(api.router)
     app.include_router(api_tickets.router)
