@@ -22,11 +22,13 @@ from assistant.routing.router import Router
 from assistant.skills.complaints import ComplaintSkill
 from assistant.knowledge.terms import load_terms
 from assistant.store.tickets import TicketDraft, TicketService
+from assistant.timefmt import lender_time
 from assistant.types import Conversation, Message, RouteDecision, Turn
 
 TEAMS = {"collections_conduct", "fees_billing", "fraud_security", "credit_reporting", "account_servicing",
          "marketing_conduct", "data_privacy"}
 SHANGHAI = timezone(timedelta(hours=8))
+TZ = "Asia/Shanghai"
 
 
 @pytest.fixture(scope="module")
@@ -152,8 +154,8 @@ def test_complaint_skill_asks_for_details_then_opens_a_ticket(settings, classifi
     assert ticket.team == "collections_conduct" and ticket.severity == "high"
     assert "13812345678" not in ticket.text and "[PHONE]" in ticket.text
     assert "I want to make a complaint" in ticket.text  # the opening message is kept with the details
-    for shown in (ticket.id, f"{ticket.ack_due.astimezone(SHANGHAI):%Y-%m-%d %H:%M}",
-                  f"{ticket.resolve_due.astimezone(SHANGHAI):%Y-%m-%d %H:%M}", "12378"):
+    for shown in (ticket.id, lender_time(ticket.ack_due, TZ),
+                  lender_time(ticket.resolve_due, TZ), "12378"):
         assert shown in reply.text
     again = skill.respond(_turn(conversation, "You still haven't fixed the collector calls and they call my family"))
     assert tickets.get(again.ticket["id"]).escalations.count("repeated_complaint") == 1
@@ -175,8 +177,8 @@ def test_a_question_about_the_open_complaint_is_answered_from_its_ticket(setting
     answer = skill.respond(Turn(conversation=conversation, message=question, route=route))
     assert answer.ticket is None and answer.path == "ticket"
     assert len(tickets.list()) == 1  # no second ticket
-    for shown in (ticket.id, "15 calendar days", f"{ticket.ack_due.astimezone(SHANGHAI):%Y-%m-%d %H:%M}",
-                  f"{ticket.resolve_due.astimezone(SHANGHAI):%Y-%m-%d %H:%M}"):
+    for shown in (ticket.id, "15 calendar days", lender_time(ticket.ack_due, TZ),
+                  lender_time(ticket.resolve_due, TZ)):
         assert shown in answer.text
     assert answer.tool_calls[0].name == "ticket_status" and answer.tool_calls[0].result["id"] == ticket.id
 
@@ -212,7 +214,7 @@ def test_a_follow_up_on_a_ticket_still_in_the_spool_uses_the_conversations_copy(
             "resolve_due": due.resolve_due.isoformat(), "stored": False}
     conversation = Conversation(state={"complaint": {"active": False, "tickets": [copy]}})
     reply = skill.respond(_turn(conversation, "when will I hear back?", reason="followup:complaint_status_next"))
-    assert "CMP-260701-SPOOL1" in reply.text and "2026-07-16 23:59" in reply.text and not reply.ticket
+    assert "CMP-260701-SPOOL1" in reply.text and "Thu 16 Jul 2026, 23:59 (China Standard Time, UTC+8)" in reply.text and not reply.ticket
     assert reply.tool_calls[0].result["source"] == "conversation" and tickets.list() == []
 
 
@@ -241,7 +243,7 @@ def _lookup(conversation: Conversation, text: str) -> Turn:
 def _shown(tickets: TicketService, ticket_id: str) -> list[str]:
     """What a reply about this ticket would show: its reference and its deadlines."""
     ticket = tickets.get(ticket_id)
-    return [ticket.id] + [f"{d.astimezone(SHANGHAI):%Y-%m-%d %H:%M}" for d in (ticket.ack_due, ticket.resolve_due)]
+    return [ticket.id] + [lender_time(d, TZ) for d in (ticket.ack_due, ticket.resolve_due)]
 
 
 def test_a_returning_customer_with_one_open_complaint_gets_its_status(settings, classifier, tmp_path):
@@ -255,7 +257,7 @@ def test_a_returning_customer_with_one_open_complaint_gets_its_status(settings, 
     assert (route.intent, route.reason) == ("complaint", "followup:complaint_lookup")
     reply = skill.respond(Turn(conversation=conversation, message=question, route=route))
     assert reply.path == "ticket" and reply.ticket is None and len(tickets.list()) == 3
-    assert all(shown in reply.text for shown in _shown(tickets, mine)) and "Collections conduct" in reply.text
+    assert all(shown in reply.text for shown in _shown(tickets, mine)) and "our Collections team" in reply.text
     assert answered not in reply.text and other not in reply.text
     call = reply.tool_calls[0]
     assert call.name == "ticket_status" and call.result["id"] == mine and call.result["source"] == "store"
@@ -294,7 +296,7 @@ def test_someone_elses_reference_reads_like_an_unknown_one(settings, tmp_path):
     theirs = skill.respond(_lookup(Conversation(customer_id="cust-r"), f"any update on {other}?"))
     unknown = skill.respond(_lookup(Conversation(customer_id="cust-r"), "any update on CMP-000000-NOPE22?"))
     assert theirs.text == unknown.text and "can't find a complaint with that reference" in theirs.text
-    for leaked in [*_shown(tickets, other)[1:], "Collections conduct", mine]:
+    for leaked in [*_shown(tickets, other)[1:], "Collections team", mine]:
         assert leaked not in theirs.text
     assert theirs.tool_calls[0].result == {"found": 0} and theirs.meta == unknown.meta
     assert not theirs.ticket and not unknown.ticket and len(tickets.list()) == 2
@@ -308,7 +310,7 @@ def test_an_anonymous_customer_gets_no_details_by_reference(settings, tmp_path, 
     tickets, skill, (other,) = _store_with_complaints(settings, tmp_path, [("cust-x", "fees_billing", 1, "open")])
     reply = skill.respond(_lookup(Conversation(customer_id=customer), f"what's the status of {other}?"))
     assert reply.meta["complaint"]["stage"] == "status_anonymous" and reply.tool_calls == []
-    for leaked in [*_shown(tickets, other)[1:], "Fees and billing", "open"]:
+    for leaked in [*_shown(tickets, other)[1:], "Billing team", "open"]:
         assert leaked not in reply.text
     assert "sign in to the Meadow app" in reply.text and "400-820-6600" in reply.text
     assert not reply.ticket and len(tickets.list()) == 1

@@ -9,13 +9,14 @@ import re
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import BaseModel, Field, model_validator
 
 from assistant.config import Settings
+from assistant.timefmt import lender_time
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,7 @@ Severity = Literal["urgent", "high", "normal"]
 SEVERITY_ORDER = {"normal": 0, "high": 1, "urgent": 2}
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 END_OF_DAY = time(23, 59, 59)
+CLOSED = {"resolved", "closed"}
 
 
 class Deadline(BaseModel):
@@ -57,6 +59,14 @@ class HandoffRules(BaseModel):
         return next((self.team_by_flag[f] for f in urgency if f in self.team_by_flag), self.default_team)
 
 
+class OverdueEscalation(BaseModel):
+    """What happens when a customer comes back about a complaint past its deadline."""
+
+    severity: Severity = "urgent"
+    escalation: str = "deadline_missed"  # recorded on the ticket's escalations
+    escalate_to: str = "complaints_manager"  # a key of complaint_taxonomy.yaml customer_teams
+
+
 class TicketDeadlines(BaseModel):
     ack_due: datetime
     resolve_due: datetime
@@ -77,6 +87,8 @@ class ComplaintRules(BaseModel):
     escalation_triggers: list[Trigger] = Field(default_factory=list)
     handoff: HandoffRules
     min_detail_words: int = 6
+    overdue_escalation: OverdueEscalation = Field(default_factory=OverdueEscalation)
+    repeat_contact_patterns: list[str] = Field(default_factory=list)
     statuses: dict[str, list[str]]
 
     @model_validator(mode="after")
@@ -91,9 +103,8 @@ class ComplaintRules(BaseModel):
         if "open" not in self.statuses:
             raise ValueError("statuses must include 'open'")
         ZoneInfo(self.timezone)
-        for trigger in self.escalation_triggers:
-            for pattern in trigger.patterns:
-                re.compile(pattern)
+        for pattern in [*self.repeat_contact_patterns, *(p for t in self.escalation_triggers for p in t.patterns)]:
+            re.compile(pattern)
         return self
 
     @property
@@ -161,12 +172,20 @@ class ComplaintRules(BaseModel):
             left -= day_close - t
             t = datetime.combine(t.date() + timedelta(days=1), opens, self.tz)
 
-    def display(self, moment: datetime, fmt: str = "%Y-%m-%d %H:%M") -> str:
-        """A deadline as the customer reads it: local time, with its UTC offset."""
-        local = moment.astimezone(self.tz)
-        offset = local.utcoffset() or timedelta(0)
-        hours, rest = divmod(int(offset.total_seconds()) // 60, 60)
-        return f"{local:{fmt}} (UTC{hours:+d}{f':{rest:02d}' if rest else ''})"
+    def display(self, moment: datetime, fmt: str | None = None) -> str:
+        """A deadline as the customer reads it: the lender's local time with its zone (the one
+        customer-facing format, assistant.timefmt.lender_time); `fmt` is kept for old callers."""
+        return lender_time(moment, self.tz)
+
+    def overdue(self, ticket: Any, now: datetime) -> tuple[str, datetime] | None:
+        """The first deadline an open complaint has missed ("acknowledge" or "resolve"), if any."""
+        if ticket.status in CLOSED:
+            return None
+        if now > ticket.resolve_due:  # the later, graver miss first
+            return "resolve", ticket.resolve_due
+        if ticket.status == "open" and ticket.acknowledged_at is None and now > ticket.ack_due:
+            return "acknowledge", ticket.ack_due
+        return None
 
     # --- severity ----------------------------------------------------------------------------------
     def assess(self, text: str, issue: str | None, urgency: list[str], repeated: bool = False) -> tuple[Severity, list[str]]:
@@ -179,6 +198,11 @@ class ComplaintRules(BaseModel):
         if set(urgency) & set(self.urgent_flags):
             severity = "urgent"
         return severity, [t.name for t in fired]
+
+    def is_repeat_contact(self, text: str) -> bool:
+        """The customer says they have complained or contacted Meadow about this before."""
+        plain = re.sub(r"[\u2019'`]", "", text.lower())
+        return any(re.search(p, plain) for p in self.repeat_contact_patterns)
 
     def repeat_window_days(self) -> int | None:
         return next((t.repeat_within_days for t in self.escalation_triggers if t.repeat_within_days), None)

@@ -15,6 +15,7 @@ from assistant.config import Settings
 from assistant.knowledge.terms import Terms
 from assistant.skills.ticketing import TicketSkill
 from assistant.store.tickets import Receipt, TicketDraft, TicketService, conversation_excerpt
+from assistant.timefmt import with_local
 from assistant.types import Reply, RouteDecision, Turn
 
 REPLIES = "handoff_replies.yaml"
@@ -36,7 +37,8 @@ class HandoffSkill(TicketSkill):
         receipt = self.open_ticket(turn)
         ticket = receipt.ticket
         return Reply(text=self.text(turn.route, receipt), path="handoff", trace_id=turn.trace_id,
-                     ticket={**ticket.summary(), "stored": receipt.stored, "respond_by": ticket.ack_due.isoformat()},
+                     ticket=with_local({**ticket.summary(), "stored": receipt.stored,
+                                        "respond_by": ticket.ack_due.isoformat()}, self.rules.tz),
                      meta={"handoff": {"reason": turn.route.reason, "urgency": turn.route.urgency,
                                        "team": ticket.team, "severity": ticket.severity}})
 
@@ -84,14 +86,13 @@ class HandoffSkill(TicketSkill):
 
     def values(self, receipt: Receipt) -> dict[str, Any]:
         ticket, lender = receipt.ticket, self.terms.lender
-        fmt = self.replies.get("date_format", "%Y-%m-%d %H:%M")
         hours = self.rules.handoff.service_hours
         complaint_deadlines = self.rules.deadlines_for(ticket.created_at)
-        return {"ticket_id": ticket.id, "team_name": self.taxonomy.teams.get(ticket.team, ticket.team),
-                "respond_by": self.rules.display(ticket.ack_due, fmt),
+        return {"ticket_id": ticket.id, "team_name": self.taxonomy.customer_team(ticket.team),
+                "respond_by": self.rules.display(ticket.ack_due),
                 "service_hours": f"{hours['open']}-{hours['close']} every day",
-                "ack_due": self.rules.display(min(ticket.ack_due, complaint_deadlines.ack_due), fmt),
-                "resolve_due": self.rules.display(ticket.resolve_due, fmt), "hotline": lender.hotline,
+                "ack_due": self.rules.display(min(ticket.ack_due, complaint_deadlines.ack_due)),
+                "resolve_due": self.rules.display(ticket.resolve_due), "hotline": lender.hotline,
                 "hotline_hours": getattr(lender, "hotline_hours", "")}
 
     def say(self, key: str, **values: Any) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from assistant.complaints.classifier import ComplaintClassifier
+from assistant.complaints.classifier import ComplaintClassifier, load_taxonomy, taxonomy_file
 from assistant.config import Settings
 from assistant.llm.prompts import load_replies
 from assistant.knowledge.terms import Terms, load_terms
@@ -35,6 +35,10 @@ class TicketSkill:
 
     def load_classifier(self) -> ComplaintClassifier:
         return ComplaintClassifier(self.settings)
+
+    def customer_team(self, team: str) -> str:
+        """A team as the customer reads it ("Billing team"), never the internal taxonomy."""
+        return load_taxonomy(taxonomy_file(self.settings)).customer_team(team)
 
     def stream(self, turn: Turn) -> Iterator[Delta | Reply]:
         yield self.respond(turn)
