@@ -14,8 +14,9 @@ import gradio as gr
 from starlette.concurrency import run_in_threadpool
 
 from assistant.types import Delta, Reply
-from assistant.timefmt import countdown, parse_time
+from assistant.timefmt import countdown, lender_time, parse_time
 from serve.api import latest_report, open_session, suggested_questions
+from serve.auth import has_any_role
 from serve.chat import NotFound
 from serve.limits import Busy, RateLimited
 from serve.schemas import passage_url
@@ -57,6 +58,11 @@ def build_customer_ui(s: Services) -> gr.Blocks:
             suggestion_buttons = [gr.Button(q, size="sm", elem_classes=["suggestion"])
                                   for q in suggested_questions("en")]
         person = gr.Button("Talk to a person", size="sm", elem_id="handoff")
+        with gr.Row(visible=False, elem_id="contact-row") as contact_row:
+            contact_box = gr.Textbox(label=CONTACT_LABEL, max_length=254, scale=4, elem_id="contact")
+            contact_send = gr.Button("Leave my contact", scale=1, min_width=80, elem_id="contact-send")
+        contact_note = gr.Markdown(visible=False, elem_id="contact-note")
+        poll = gr.Timer(AGENT_POLL_S)
 
         async def respond(text: str | None, history: list, state: dict | None):
             async for update in chat_turn(s, text or "", history, state):
@@ -77,6 +83,17 @@ def build_customer_ui(s: Services) -> gr.Blocks:
         quick.input(respond, [quick, chatbot, session], outputs, api_visibility="private")
         person.click(talk_to_person, [chatbot, session], outputs, api_visibility="private")
         chatbot.like(on_like, [session], None, api_visibility="private")
+
+        async def check_agents(history: list, state: dict | None):
+            return await poll_agent_messages(s, history, state)
+
+        async def send_contact(text: str | None, state: dict | None):
+            return await leave_contact(s, text or "", state)
+
+        poll.tick(check_agents, [chatbot, session], [chatbot, session, contact_row], api_visibility="private",
+                  show_progress="hidden")
+        contact_send.click(send_contact, [contact_box, session], [contact_box, contact_row, contact_note],
+                           api_visibility="private")
     return demo
 
 
@@ -119,11 +136,58 @@ async def chat_turn(s: Services, text: str, history: list | None, state: dict | 
             elif isinstance(event, Reply):
                 history[-1]["content"] = render_reply(event)
                 state["traces"][str(len(history) - 1)] = event.trace_id
+                if event.ticket:  # from now on the page polls for the team's answers
+                    state["ticket"] = event.ticket.get("id")
+                    state["handoff"] = state.get("handoff") or event.ticket.get("kind") == "handoff"
                 yield history, gr.update(), state, ticket_update(event), quick_update(event)
     except Exception:
         log.exception("chat page turn failed")
         history[-1]["content"] = "Sorry, something went wrong on our side. Please try again."
         yield history, gr.update(), state, gr.update(), gr.update()
+
+
+AGENT_POLL_S = 3
+CONTACT_LABEL = ("No one from the team is online right now: leave a phone number or an e-mail address and "
+                 "we will get back to you (only the team sees it)")
+
+
+async def poll_agent_messages(s: Services, history: list | None, state: dict | None):
+    """The team's new answers in this conversation, appended to the chat; the contact row shown while a
+    hand-off waits and no agent is online. Outputs: (chatbot, state, contact row)."""
+    from serve import inbox
+
+    if not state or not state.get("ticket"):
+        return gr.skip(), gr.skip(), gr.skip()
+    try:
+        found = await run_in_threadpool(inbox.customer_messages, s, state["customer_id"], state["conversation_id"],
+                                        int(state.get("agent_seq", 0)))
+    except Exception:  # a poll that fails is retried at the next tick
+        log.warning("agent message poll failed", exc_info=True)
+        return gr.skip(), gr.skip(), gr.skip()
+    waiting = bool(state.get("handoff")) and not found["agents_online"] and not found["contact_left"]
+    if not found["messages"]:
+        return gr.skip(), gr.skip(), gr.update(visible=waiting)
+    history = list(history or [])
+    history += [{"role": "assistant", "content": f"**{m['name']}:** {m['content']}"} for m in found["messages"]]
+    state["agent_seq"] = found["last_seq"]
+    return history, state, gr.update(visible=waiting)
+
+
+async def leave_contact(s: Services, text: str, state: dict | None):
+    """Outputs: (contact box, contact row, note)."""
+    from assistant.store.inbox import InboxError
+    from serve import inbox
+
+    if not state:
+        return gr.skip(), gr.skip(), gr.update(visible=True, value="Send a message first.")
+    try:
+        saved = await run_in_threadpool(inbox.leave_contact, s, state["customer_id"], state["conversation_id"], text)
+    except InboxError as exc:
+        return gr.skip(), gr.skip(), gr.update(visible=True, value=f"⚠ {exc}.")
+    except LookupError:
+        return gr.skip(), gr.skip(), gr.update(visible=True, value="Your session has expired.")
+    how = "by e-mail" if saved["kind"] == "email" else "by phone"
+    return "", gr.update(visible=False), gr.update(visible=True, value=f"Thank you: the team will contact you {how}.")
 
 
 def quick_update(reply: Reply):
@@ -156,11 +220,11 @@ def ticket_line(ticket: dict[str, Any]) -> str:
     ticket_id = ticket.get("id") or "?"
     line = f"🎫 Ticket **{ticket_id}**"
     if ticket.get("ack_due") and ticket.get("kind") != "handoff":
-        line += f" — acknowledged by **{_when(ticket['ack_due'])}**"
+        line += f" — acknowledged by **{_when(ticket['ack_due'], ticket.get('ack_due_local'))}**"
     due = ticket.get("resolve_due") or ticket.get("deadline")
     if due:
         verb = "a person answers by" if ticket.get("kind") == "handoff" else "resolved by"
-        line += f", {verb} **{_when(due)}** ({countdown(due)})"
+        line += f", {verb} **{_when(due, ticket.get('resolve_due_local'))}** ({countdown(due)})"
     return line
 
 
@@ -170,9 +234,12 @@ def ticket_update(reply: Reply):
     return gr.update(value=ticket_line(reply.ticket), visible=True)
 
 
-def _when(value: Any) -> str:
-    moment = parse_time(value)
-    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else str(value)
+def _when(value: Any, local: str | None = None) -> str:
+    """The one customer-facing format (assistant.timefmt.lender_time): the `*_local` text the skill
+    wrote in the lender's zone; else the moment in UTC, in the same format."""
+    if local:
+        return local
+    return lender_time(value, "UTC") or str(value)
 
 
 def record_feedback(s: Services, state: dict | None, data: gr.LikeData) -> None:
@@ -194,15 +261,39 @@ def record_feedback(s: Services, state: dict | None, data: gr.LikeData) -> None:
 
 
 def build_staff_ui(s: Services) -> gr.Blocks:
+    """One tab per role; a signed-in user sees only the tabs of their key's roles (admin: all), and each
+    tab's actions check the role again on the server."""
+    from serve import staff_inbox
+
     with gr.Blocks(title="Meadow staff", analytics_enabled=False) as staff:
         gr.Markdown("### Meadow staff")
-        with gr.Tab("Marketing studio"):
+        tabs: list[tuple[str, Any]] = []
+        with gr.Tab("Marketing studio") as tab:
             marketing_tab(s)
-        with gr.Tab("Complaints"):
+        tabs.append(("marketer", tab))
+        with gr.Tab("Complaints") as tab:
             complaints_tab(s)
-        with gr.Tab("QA"):
+        tabs.append(("complaints", tab))
+        with gr.Tab("QA") as tab:
             qa_tab(s)
+        tabs.append(("qa", tab))
+        with gr.Tab("Inbox") as tab:
+            staff_inbox.build_tab(s)
+        tabs.append(("agent", tab))
+
+        def show_tabs(request: gr.Request):
+            roles = s.staff.page_roles(getattr(request, "username", None))
+            return [gr.update(visible=has_any_role(roles, role)) for role, _ in tabs]
+
+        staff.load(show_tabs, None, [tab for _, tab in tabs], api_visibility="private")
     return staff
+
+
+def page_allows(s: Services, request: gr.Request | None, role: str) -> bool:
+    return has_any_role(s.staff.page_roles(getattr(request, "username", None)), role)
+
+
+NOT_YOUR_ROLE = "<p class='error'>Your staff role may not use this page.</p>"
 
 
 def marketing_tab(s: Services) -> None:
@@ -226,9 +317,13 @@ def marketing_tab(s: Services) -> None:
     check_button = gr.Button("Check compliance")
     check_html = gr.HTML()
 
-    def draft(product_key, channel_name, lang, n, audience_text, goal_text, tone_text, notes_text):
+    def draft(product_key, channel_name, lang, n, audience_text, goal_text, tone_text, notes_text,
+              request: gr.Request):
         from assistant.marketing.drafting import Brief, BriefError, export_draft_set
         from pydantic import ValidationError
+
+        if not page_allows(s, request, "marketer"):
+            return NOT_YOUR_ROLE, None
 
         try:
             brief = Brief(product=product_key, channel=channel_name, language=lang, variants=int(n),
@@ -239,7 +334,9 @@ def marketing_tab(s: Services) -> None:
         paths = export_draft_set(drafts, Path(tempfile.mkdtemp(prefix="meadow-drafts-")))
         return drafts_to_html(drafts.model_dump(mode="json")), [str(p) for p in paths.values()]
 
-    def check(text, product_key, channel_name):
+    def check(text, product_key, channel_name, request: gr.Request):
+        if not page_allows(s, request, "marketer"):
+            return NOT_YOUR_ROLE
         if not (text or "").strip():
             return "<p>Paste some copy first.</p>"
         try:
@@ -299,7 +396,9 @@ def qa_tab(s: Services) -> None:
     refresh = gr.Button("Show the latest eval report")
     frame = gr.HTML()
 
-    def show() -> str:
+    def show(request: gr.Request) -> str:
+        if not page_allows(s, request, "qa"):
+            return NOT_YOUR_ROLE
         report = latest_report(s.settings.reports_path)
         if report is None:
             return "<p>No eval report yet: run <code>assistant eval</code>.</p>"
