@@ -17,7 +17,11 @@
       slow: "You're sending messages quickly. Please wait {s} s.",
       failed: "Sorry, something went wrong. Please try again.", sources: "Sources",
       up: "Helpful", down: "Not helpful", thanks: "Thanks for your feedback.", ticket: "Ticket",
-      replyBy: "we will reply by", handoffMessage: "I'd like to talk to a person, please."
+      replyBy: "we will reply by", handoffMessage: "I'd like to talk to a person, please.",
+      team: "Meadow team", contactAsk: "No one from the team is online right now. Leave a phone number or an " +
+      "e-mail address and we will get back to you (only the team sees it).", contactPlaceholder: "Phone or e-mail",
+      contactSend: "Leave my contact", contactThanks: "Thank you: the team will contact you.",
+      contactBad: "Please give a phone number or an e-mail address."
     },
     zh: {
       title: "Meadow 智能客服", open: "打开对话", close: "关闭对话", placeholder: "请输入您的问题…",
@@ -25,7 +29,10 @@
       busy: "当前咨询量较大，请 {s} 秒后再试。", slow: "您发送得太快了，请等待 {s} 秒。",
       failed: "抱歉，出了点问题，请重试。", sources: "来源", up: "有帮助", down: "没帮助",
       thanks: "感谢您的反馈。", ticket: "工单", replyBy: "我们将在此之前答复：",
-      handoffMessage: "我想转人工客服。"
+      handoffMessage: "我想转人工客服。", team: "Meadow 客服团队",
+      contactAsk: "目前没有客服在线。请留下电话或电子邮箱，我们会尽快联系您（仅客服可见）。",
+      contactPlaceholder: "电话或电子邮箱", contactSend: "留下联系方式", contactThanks: "谢谢，客服会尽快联系您。",
+      contactBad: "请填写电话号码或电子邮箱地址。"
     }
   };
 
@@ -63,6 +70,10 @@
     "min-height:20px;max-height:90px;color:inherit;background:inherit}",
     "form button{border:0;border-radius:10px;background:var(--c);color:var(--on);padding:0 14px}",
     "form button:disabled{opacity:.5}",
+    ".agent{background:#e6f4ea;border-left:3px solid var(--c)}.agent strong{display:block;font-size:12px}",
+    ".contact{display:flex;flex-wrap:wrap;gap:6px;font-size:12px;background:#fff8e1;border-radius:10px;padding:8px}",
+    ".contact input{flex:1;min-width:120px;font:inherit;padding:4px 6px;border:1px solid #cbd2d9;border-radius:8px}",
+    ".contact button{border:0;border-radius:8px;background:var(--c);color:var(--on);padding:4px 10px}",
     ".person{border:0;background:transparent;color:var(--c);font-size:12px;text-decoration:underline;padding:0 12px 8px;",
     "align-self:flex-start}"
   ].join("");
@@ -160,6 +171,60 @@
       });
       this.addBot(this.getAttribute("greeting") || t.greeting);
       this.loadSuggestions();
+      if (this.session && this.session.ticket) this.startPolling();  // a reload keeps hearing from the team
+    }
+
+    /* After a ticket, ask every few seconds for the team's answers in this conversation. */
+    startPolling() {
+      if (this.pollTimer || !this.session) return;
+      var self = this;
+      this.pollTimer = setInterval(function () { self.poll(); }, 4000);
+      this.poll();
+    }
+
+    async poll() {
+      if (!this.session || this.polling) return;
+      this.polling = true;
+      try {
+        var url = this.api + "/api/conversations/" + encodeURIComponent(this.session.conversation_id) +
+          "/messages?after=" + (this.session.agentSeq || 0);
+        var r = await fetch(url, { headers: this.headers() });
+        if (!r.ok) return;
+        var found = await r.json(), self = this;
+        found.messages.forEach(function (m) { self.addAgent(m); });
+        this.session.agentSeq = found.last_seq;
+        this.saveSession();
+        if (this.session.handoff && !found.agents_online && !found.contact_left) this.askContact();
+      } catch (e) { /* polling is retried at the next tick */ } finally { this.polling = false; }
+    }
+
+    addAgent(message) {
+      var node = el("div", { class: "msg bot agent", "data-seq": String(message.seq) });
+      node.appendChild(el("strong", {}, message.name || this.t.team));
+      node.appendChild(document.createTextNode(message.content));
+      this.log.appendChild(node);
+      this.log.scrollTop = this.log.scrollHeight;
+    }
+
+    askContact() {
+      if (this.contactForm) return;
+      var t = this.t, self = this;
+      var form = el("form", { class: "contact" });
+      form.appendChild(el("div", {}, t.contactAsk));
+      var input = el("input", { type: "text", maxlength: "254", placeholder: t.contactPlaceholder,
+        "aria-label": t.contactPlaceholder, autocomplete: "email" });
+      form.appendChild(input);
+      form.appendChild(el("button", { type: "submit" }, t.contactSend));
+      form.addEventListener("submit", async function (e) {
+        e.preventDefault();
+        var r = await fetch(self.api + "/api/conversations/" + encodeURIComponent(self.session.conversation_id) +
+          "/contact", { method: "POST", headers: self.headers(), body: JSON.stringify({ contact: input.value }) });
+        if (r.ok) form.replaceWith(el("div", { class: "msg bot" }, t.contactThanks));
+        else input.setCustomValidity(t.contactBad), input.reportValidity(), input.setCustomValidity("");
+      });
+      this.contactForm = form;
+      this.log.appendChild(form);
+      this.log.scrollTop = this.log.scrollHeight;
     }
 
     toggle(bubble, force) {
@@ -274,8 +339,16 @@
       if (reply.ticket) {
         var id = reply.ticket.id || reply.ticket.ticket_id;
         var due = reply.ticket.resolve_due || reply.ticket.deadline;
-        var line = t.ticket + " " + id + (due ? " — " + t.replyBy + " " + new Date(due).toLocaleString(this.lang) : "");
+        // the lender's local time with its zone, as the reply text says it (resolve_due_local from the API)
+        var when = reply.ticket.resolve_due_local || (due ? new Date(due).toLocaleString(this.lang, { timeZone: "UTC", timeZoneName: "short" }) : "");
+        var line = t.ticket + " " + id + (when ? " — " + t.replyBy + " " + when : "");
         node.appendChild(el("div", { class: "ticket" }, line));
+        if (this.session) {
+          this.session.ticket = id;
+          this.session.handoff = this.session.handoff || reply.ticket.kind === "handoff";
+          this.saveSession();
+          this.startPolling();
+        }
       }
       if (reply.form && reply.form.choices && reply.form.choices.length) {  // the eligibility form's options
         var self = this, choices = el("div", { class: "chips choices" });
