@@ -114,7 +114,13 @@ def test_ticket_line_and_countdown():
     assert countdown(now - timedelta(hours=5), now).startswith("overdue by 5 h")
     line = ticket_line({"id": "C-1", "kind": "complaint", "ack_due": "2026-01-02T00:00:00+00:00",
                         "resolve_due": "2026-01-16T00:00:00+00:00"})
-    assert "C-1" in line and "2026-01-02 00:00 UTC" in line and "2026-01-16 00:00 UTC" in line
+    assert "C-1" in line and "Fri 2 Jan 2026, 00:00 (Coordinated Universal Time, UTC+0)" in line
+    assert "Fri 16 Jan 2026, 00:00 (Coordinated Universal Time, UTC+0)" in line
+    # the skill's *_local text (the lender's zone) is shown as it is
+    local = ticket_line({"id": "C-2", "kind": "complaint", "ack_due": "2026-01-02T00:00:00+00:00",
+                         "ack_due_local": "Fri 2 Jan 2026, 08:00 (China Standard Time, UTC+8)",
+                         "resolve_due": "2026-01-16T00:00:00+00:00"})
+    assert "Fri 2 Jan 2026, 08:00 (China Standard Time, UTC+8)" in local
 
 
 class _Field:

@@ -258,7 +258,7 @@ class ComplaintSkill(TicketSkill):
                   "complaints_email": getattr(lender, "complaints_email", "")}
         if escalation is not None:
             key = "followup_overdue" if escalation["fresh"] else "followup_overdue_again"
-            values |= {k: v for k, v in escalation.items() if k not in ("ticket", "fresh")}
+            values |= {k: v for k, v in escalation.items() if k not in ("ticket", "fresh", "deadline")}
         elif ticket is None and not opened.get("stored", True):
             key = "spooled"  # still waiting in the spool: the same words as when it was saved
         elif status in CLOSED_STATUSES:
@@ -270,6 +270,8 @@ class ComplaintSkill(TicketSkill):
         else:
             key = "followup_open"
         parts = [self.say(key, **values)]
+        if escalation is not None and escalation["deadline"] == "acknowledge":
+            parts.append(self.say("overdue_still_due", **values))
         if repeat and escalation is None and key != "spooled":
             parts.insert(0, self.say("repeat_linked", **values))
             self._note(ticket, text)
@@ -301,7 +303,7 @@ class ComplaintSkill(TicketSkill):
         if fresh:
             _record(turn, "ticket_escalated", ticket_id=ticket.id, deadline=deadline, severity=escalated.severity,
                     escalated_to=rule.escalate_to)
-        return {"ticket": escalated, "fresh": fresh, "escalated_to": escalated_to,
+        return {"ticket": escalated, "fresh": fresh, "escalated_to": escalated_to, "deadline": deadline,
                 "missed": self.replies.get(f"missed_{deadline}", deadline), "missed_due": self.rules.display(due)}
 
     def _note(self, ticket: Ticket | None, text: str) -> None:
