@@ -6,7 +6,6 @@ from __future__ import annotations
 import html
 import logging
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import gradio as gr
 from starlette.concurrency import run_in_threadpool
 
 from assistant.types import Delta, Reply
-from assistant.timefmt import countdown, lender_time, parse_time
+from assistant.timefmt import countdown, lender_time
 from serve.api import latest_report, open_session, suggested_questions
 from serve.auth import has_any_role
 from serve.chat import NotFound
