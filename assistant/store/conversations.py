@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from sqlalchemy import String, Text, select, update
+from sqlalchemy import Integer, String, Text, inspect, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
@@ -44,10 +44,16 @@ class ConversationRow(Base):
     data: Mapped[str] = mapped_column(Text)  # the Conversation as JSON
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # bumped by every write: `save(expected_version=...)` refuses a stale write (several workers, one conversation)
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ConversationOwnerError(PermissionError):
     """The conversation id belongs to another customer."""
+
+
+class ConversationConflict(RuntimeError):
+    """The conversation was saved by someone else since it was loaded (optimistic version check)."""
 
 
 class ConversationSpool(Spool):
@@ -78,33 +84,77 @@ class ConversationStore(LazySessions):
         self.spool = ConversationSpool(spool_dir or settings.data_dir / "spool" / "conversations")
 
     # --- write -------------------------------------------------------------------------------
-    def save(self, conversation: Conversation) -> SaveStatus:
+    def save(self, conversation: Conversation, expected_version: int | None = None) -> SaveStatus:
         """"stored", or "spooled" when the store is down (kept durably; replayed later). Raises
-        ConversationOwnerError for another customer's id, StoreUnavailable when nothing could be kept."""
+        ConversationOwnerError for another customer's id, StoreUnavailable when nothing could be kept.
+        With `expected_version` (from `load_versioned`; 0: not stored yet), ConversationConflict when
+        someone else saved it since."""
         try:
             try:
-                self._save(conversation)
+                self._save(conversation, expected_version)
             except IntegrityError:  # another worker inserted the same new conversation first
-                self._save(conversation)
-        except ConversationOwnerError:
+                self._save(conversation, expected_version)
+        except (ConversationOwnerError, ConversationConflict):
             raise
         except (SQLAlchemyError, OSError) as exc:
             return self._spool_save(conversation, exc)
         self._replay_quietly()
         return "stored"
 
-    def _save(self, conversation: Conversation) -> None:
+    def _save(self, conversation: Conversation, expected_version: int | None = None) -> None:
         now = utcnow()
         with self.sessions() as session:
+            self._ensure_version_column(session)
             row = session.get(ConversationRow, conversation.id, with_for_update=True)
             if row is None:
+                if expected_version:
+                    raise ConversationConflict(f"conversation {conversation.id} is gone")
                 session.add(ConversationRow(id=conversation.id, customer_id=conversation.customer_id,
-                                            data=conversation.model_dump_json(), created_at=now, updated_at=now))
+                                            data=conversation.model_dump_json(), created_at=now, updated_at=now,
+                                            version=1))
             elif row.customer_id != conversation.customer_id:
                 raise ConversationOwnerError(f"conversation {conversation.id} belongs to another customer")
-            else:
-                row.data, row.updated_at = conversation.model_dump_json(), now
+            else:  # compare-and-set in one statement: safe across workers on SQLite and PostgreSQL alike
+                expected = row.version if expected_version is None else expected_version
+                done = session.execute(
+                    update(ConversationRow)
+                    .where(ConversationRow.id == conversation.id, ConversationRow.version == expected)
+                    .values(data=conversation.model_dump_json(), updated_at=now, version=ConversationRow.version + 1)
+                    .execution_options(synchronize_session=False))
+                if done.rowcount != 1:
+                    session.rollback()
+                    raise ConversationConflict(f"conversation {conversation.id} changed since it was loaded")
             session.commit()
+
+    def load_versioned(self, conversation_id: str, customer_id: str) -> tuple[Conversation, int | None] | None:
+        """As `load`, with the stored version for `save(expected_version=...)`: None when the copy
+        came from the spool (no check then), 0 when the conversation is not stored yet."""
+        try:
+            with self.sessions() as session:
+                self._ensure_version_column(session)
+                row = session.get(ConversationRow, conversation_id, populate_existing=True)
+                version = None if row is None else row.version
+        except (SQLAlchemyError, OSError):
+            found = self.load(conversation_id, customer_id)  # the spooled copy, or StoreUnavailable
+            return None if found is None else (found, None)
+        found = self.load(conversation_id, customer_id)
+        if found is None:
+            return None
+        if row is None or self._newest_spooled(conversation_id, customer_id) is not None:
+            return found, (0 if row is None else None)
+        return found, version
+
+    _version_checked = False
+
+    def _ensure_version_column(self, session) -> None:
+        """A database made before conversations had a version gets the column (once per store)."""
+        if self._version_checked:
+            return
+        columns = {c["name"] for c in inspect(session.get_bind()).get_columns("conversations")}
+        if "version" not in columns:
+            session.execute(text("ALTER TABLE conversations ADD COLUMN version INTEGER NOT NULL DEFAULT 0"))
+            session.commit()
+        self._version_checked = True
 
     def _spool_save(self, conversation: Conversation, cause: Exception) -> SaveStatus:
         try:
@@ -158,7 +208,7 @@ class ConversationStore(LazySessions):
                     update(ConversationRow).where(ConversationRow.id == conversation.id,
                                                   ConversationRow.customer_id == conversation.customer_id,
                                                   ConversationRow.updated_at < saved_at)
-                    .values(data=data, updated_at=saved_at)).rowcount
+                    .values(data=data, updated_at=saved_at, version=ConversationRow.version + 1)).rowcount
                 if changed:
                     session.commit()
                     return "written"
