@@ -280,3 +280,13 @@ def test_product_in_strict_ignores_the_bare_key(terms):
     assert product_in("5000 cash in savings", terms) == "cash"
     assert product_in("5000 cash in savings", terms, strict=True) is None
     assert product_in("I need a business loan", terms, strict=True) == "business"
+
+
+@pytest.mark.parametrize("messages,field,value", [
+    (["20000", "I'm 35, sorry 36"], "age", 36),
+    (["20000", "35", "12 months", "car", "3 years", "rent", "I earn 6000, sorry 6500"], "monthly_income", 6500),
+])
+def test_a_figure_corrected_right_after_it_was_given(skill, messages, field, value):
+    conversation = Conversation()
+    reply = chat(skill, conversation, ["check my eligibility", *messages])[-1]
+    assert answers(conversation)[field] == value and "updated" in reply.text

@@ -294,7 +294,8 @@ class EligibilitySkill:
                 raw = {k: v for k, v in (calls[0].get("args") or {}).items() if k != "consent"}
                 args, error = validate_args(self.tool, {**raw, "product": form.product, "consent": True})
                 if args is not None:
-                    form.answers = {f.name: args[f.name] for f in self.fields if args.get(f.name) is not None}
+                    sent = {f.name: args[f.name] for f in self.fields if args.get(f.name) is not None}
+                    form.answers = {**form.answers, **sent}  # the form's own fields and presets stay
                     if outside_age_rule(form.answers, self.terms.product(form.product)):
                         return self._age_stop(turn, form)
                     form.stage, form.asking = "consent", None

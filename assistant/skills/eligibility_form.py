@@ -382,7 +382,7 @@ def read_answers(text: str, fields: list[FieldInfo], asking: str | None, product
     rest: list[str] = []  # clauses no other field claimed: where a bare answer is read from
     for clause in _clauses(text):
         fix = _correction(clause, by_name, asking, {**(answers or {}), **reading.found},
-                          [*(previous or []), *reading.found], product)
+                          [*(previous or []), *reading.found], product, list(reading.found))
         if fix is not None:
             name, value, had = fix
             hint = check_value(by_name[name], value, product)
@@ -454,7 +454,7 @@ _MONTHS_UNIT = re.compile(rf"(?:{_NUM})\s*[- ]?\s*(?:months?|mos?\b|个月|期)"
 
 
 def _correction(clause: str, fields: dict[str, FieldInfo], asking: str | None, known: dict[str, Any],
-                recent: list[str], product: ProductTerms) -> tuple[str, Any, bool] | None:
+                recent: list[str], product: ProductTerms, fresh: list[str] = ()) -> tuple[str, Any, bool] | None:
     """(field, new value, whether it had a value) for a clause that corrects a figure, else None."""
     if not _CORRECTION.search(clause) or not re.search(r"\d", clause):
         return None
@@ -474,7 +474,8 @@ def _correction(clause: str, fields: dict[str, FieldInfo], asking: str | None, k
         target = next((n for n, v in known.items() if isinstance(v, (int, float)) and v == old and n in fields), None)
     last = next((n for n in reversed(recent) if n in fields), None)
     # "I meant 25" changes the last answer; "sorry, 35" may just answer the question asked
-    order = [target] if target else [last, asking] if _STRONG_CORRECTION.search(clause) else [asking, last]
+    strong = _STRONG_CORRECTION.search(clause) or (recent and recent[-1] in fresh)  # "I earn 6000, sorry 6500"
+    order = [target] if target else [last, asking] if strong else [asking, last]
     for name in (n for n in order if n in fields):
         value = parser_for(fields[name])(bare, True)
         if value is not None and check_value(fields[name], value, product) is None:
