@@ -133,6 +133,16 @@ def test_a_named_product_wins(classifier):
     assert c.product == "mall" and c.product_source == "named" and c.product_confidence == 1.0
 
 
+@pytest.mark.parametrize("text", [
+    "I want to complain and I want you to remove the late fee, my repayment was late only because your app was down",
+    "please waive the penalty, the collector never told me the due date had changed",
+])
+def test_what_the_customer_asks_for_decides_the_issue(classifier, text):
+    c = classifier.classify(text)  # the model alone put the first in credit reporting
+    assert (c.issue, c.team, c.issue_source) == ("fees_interest", "fees_billing", "asked")
+    assert classifier.classify_many([text])[0].issue_source == "model"  # the measured model is unchanged
+
+
 # --- the skill on a real store -----------------------------------------------------------------------------
 
 def _turn(conversation: Conversation, message: str, **route) -> Turn:
