@@ -18,7 +18,7 @@ from assistant.store.inbox import (AgentMessage, InboxError, InboxStore, mask_co
                                    parse_contact)
 from assistant.types import new_id
 from serve.auth import Caller
-from serve.deps import customer_caller, services, staff_caller
+from serve.deps import caller, customer_caller, services, staff_caller
 from serve.services import Services
 
 log = logging.getLogger("serve.inbox")
@@ -242,10 +242,14 @@ async def inbox_reply(ticket_id: str, body: ReplyRequest, who: Caller = Depends(
     return await run_in_threadpool(_call, reply, s, ticket_id, _agent(who), body.text)
 
 
+POLLS_PER_MINUTE = 60  # a bucket of its own: polling every few seconds must not use up the chat's limit
+
+
 @router.get("/api/conversations/{conversation_id}/messages")
-async def new_agent_messages(conversation_id: str, after: int = Query(0, ge=0),
-                             who: Caller = Depends(customer_caller), s: Services = Depends(services)) -> dict[str, Any]:
+async def new_agent_messages(conversation_id: str, after: int = Query(0, ge=0), who: Caller = Depends(caller),
+                             s: Services = Depends(services)) -> dict[str, Any]:
     """The team's messages in the caller's own conversation after `after` (a seq), for polling."""
+    s.limiter.hit("poll:" + who.client, POLLS_PER_MINUTE)
     if not who.customer_id:
         raise HTTPException(404, "conversation not found")
     return await run_in_threadpool(_call, customer_messages, s, who.customer_id, conversation_id, after)
