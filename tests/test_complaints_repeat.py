@@ -162,6 +162,15 @@ def test_a_repeat_with_nothing_to_link_is_registered_and_says_so(data, monkeypat
     assert reply.ticket["resolve_due_local"].endswith("(China Standard Time, UTC+8)")
 
 
+@pytest.mark.parametrize("customer", ["cust-new", "anonymous"])
+def test_a_repeat_with_no_details_and_nothing_to_link_asks_for_them(data, customer):
+    tickets, skill = _skill(data)
+    conversation = Conversation(customer_id=customer)
+    reply = _say(skill, conversation, "this is the 3rd time contacting you and nobody answers")
+    assert not reply.ticket and reply.meta["complaint"]["stage"] == "details" and tickets.list() == []
+    assert "contact us again" in reply.text and conversation.state["complaint"]["active"]
+
+
 # --- past the deadline: escalated ---------------------------------------------------------------------
 
 def test_an_overdue_complaint_is_escalated_once_and_the_customer_told_to_whom(data):

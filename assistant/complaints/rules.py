@@ -204,6 +204,14 @@ class ComplaintRules(BaseModel):
         plain = re.sub(r"[\u2019'`]", "", text.lower())
         return any(re.search(p, plain) for p in self.repeat_contact_patterns)
 
+    def detail_words(self, text: str) -> int:
+        """Words that say what happened: the message less its repeat-contact phrases ("3rd time
+        contacting you" is no detail of a complaint)."""
+        plain = re.sub(r"[\u2019'`]", "", text.lower())
+        for pattern in self.repeat_contact_patterns:
+            plain = re.sub(pattern, " ", plain)
+        return len(plain.split())
+
     def repeat_window_days(self) -> int | None:
         return next((t.repeat_within_days for t in self.escalation_triggers if t.repeat_within_days), None)
 

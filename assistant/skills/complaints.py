@@ -76,7 +76,7 @@ class ComplaintSkill(TicketSkill):
         repeat = not state.get("active") and self.rules.is_repeat_contact(text)
         if not state.get("active") and self._about_earlier(turn, text, opened):
             return self.status(turn, text, opened, repeat=True)
-        if repeat and len(text.split()) < self.rules.min_detail_words:
+        if repeat and self.rules.detail_words(text) < self.rules.min_detail_words:
             # "3rd time contacting you!" with no earlier complaint to link: how to find it, or details
             key = "repeat_anonymous" if turn.conversation.customer_id.strip() in ANONYMOUS else "repeat_not_found"
             turn.conversation.state[STATE_KEY] = {"active": True, "opening": self.tickets.redact(text), "tickets": opened}
