@@ -102,14 +102,14 @@ def conversation_messages(s: Services, customer_id: str, conversation_id: str) -
 
 
 def claim(s: Services, ticket_id: str, agent: str) -> dict[str, Any]:
-    """Claim a ticket (409 style InboxError when another agent has it); an open ticket is acknowledged."""
+    """Claim a ticket (InboxError, 409, when another agent has it); an open hand-off is acknowledged."""
     from assistant.store.tickets import TicketError
 
     ticket = _ticket(s, ticket_id)
     if ticket.status in ENDED:
         raise InboxError(f"ticket {ticket.id} is {ticket.status}")
     inbox_store(s).claim(ticket.id, agent)
-    if ticket.status == "open":
+    if ticket.status == "open" and ticket.kind == "handoff":  # a complaint's acknowledgement is the officer's
         try:
             s.features.get("tickets").update(ticket.id, status="acknowledged", note="claimed in the inbox", actor=agent)
         except TicketError:  # acknowledged meanwhile by someone else: the claim stands
