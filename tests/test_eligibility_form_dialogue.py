@@ -262,7 +262,8 @@ def test_cancel_phrases_end_the_form(skill, text):
 
 
 @pytest.mark.parametrize("text", ["I want to borrow 5000", "I don't want to pay too much each month, 12 months",
-                                  "I don't want a long term, 6 months", "no savings"])
+                                  "I don't want a long term, 6 months", "no savings",
+                                  "I don't need a loan that big, 10000 instead", "I don't want to borrow so much"])
 def test_answers_are_not_cancels(text):
     assert not is_cancel(text)
 

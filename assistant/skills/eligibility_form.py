@@ -37,7 +37,8 @@ _CANCEL = re.compile(
     r"^\W*(?:(?:ok(?:ay)?|oh|hmm+|actually|no|please|just|you know what|on second thought)\W+)*"
     r"(?:cancel|stop|quit|exit|never\s*mind|nevermind|forget (?:it|about it)|abort)\b|"
     r"\b(?:do\s*n[o']?t|dont|no longer) (?:really )?(?:want|need) (?:a |the |any |to |this )?"
-    r"(?:loan|borrow|apply|credit|check|money)\w*|\bchanged my mind\b|\bnot interested\b|取消|算了", re.I)
+    r"(?:loan|borrow|apply|credit|check|money)\w*(?!\s+(?:that|so|this|too|as)\s+(?:big|much|large|long|high|many))|"
+    r"\bchanged my mind\b|\bnot interested\b|取消|算了", re.I)
 _YES = re.compile(r"^\s*(?:y|yes|yeah|yep|sure|ok|okay|i agree|agree|i consent|i do|go ahead|please do|fine|"
                   r"correct|confirm(?:ed)?)\b|同意|好的|可以|是的", re.I)
 _NO = re.compile(r"^\s*(?:n|no|nope|don'?t|do not|i don'?t|i do not|not now|disagree|refuse)\b|不同意|不要|不用", re.I)
