@@ -3,31 +3,44 @@ tickets, marketing, compliance, QA report, health and metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
+import logging
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, AsyncIterator, Literal
+from typing import Any, AsyncIterator, Awaitable, Callable, Literal
 
 import yaml
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from markdown_it import MarkdownIt
 from starlette.concurrency import run_in_threadpool
 
 from assistant.marketing.drafting import Brief
+from assistant.store.db import StoreUnavailable
+from assistant.store.idempotency import Claim, IdempotencyStore, KeyReused
 from assistant.types import Conversation, Delta, Reply
 from serve.auth import Caller
 from serve.deps import customer_caller, services, staff_caller
 from serve.health import check_all
+from serve.limits import watching
+from serve.logging import trace_id_var
 from serve.metrics import render_metrics
 from serve.schemas import (ChatRequest, ChatResponse, ComplianceRequest, ConversationOut, ErrorOut, FeedbackRequest,
                            MessageOut, PassageOut, ReplyOut, SessionOut)
 from serve.services import Services
 
+log = logging.getLogger("serve.api")
 router = APIRouter()
-ERRORS = {code: {"model": ErrorOut} for code in (400, 401, 404, 413, 422, 429, 503)}
+ERRORS = {code: {"model": ErrorOut} for code in (400, 401, 404, 409, 413, 422, 429, 500, 503)}
 SUGGESTIONS_FILE = Path(__file__).with_name("suggestions.yaml")
+IDEMPOTENCY_DOC = ("any unique string (e.g. a UUID) per request: a retry with the same key gets the first "
+                   "result; the same key with another body is refused (422)")
+REPLAYED = {"Idempotent-Replayed": "true"}
+PENDING_WAIT_S = 60.0
+STORE_DOWN_MESSAGE = ("We could not save your message just now. Nothing was lost on your side: "
+                      "please try again in a moment.")
 
 
 # --- sessions and conversations ---------------------------------------------------------------
@@ -74,15 +87,34 @@ def get_conversation(conversation_id: str, who: Caller = Depends(customer_caller
 @router.post("/api/chat", response_model=ChatResponse, responses={
     **ERRORS, 200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE when stream=true"}},
     tags=["chat"])
-async def chat(body: ChatRequest, who: Caller = Depends(customer_caller), s: Services = Depends(services)):
+async def chat(body: ChatRequest, request: Request, who: Caller = Depends(customer_caller),
+               s: Services = Depends(services),
+               idempotency_key: str | None = Header(None, max_length=200, description=IDEMPOTENCY_DOC)):
     """One customer message. Without a customer token a new session starts (returned in `session`);
-    a conversation id alone never grants access."""
+    a conversation id alone never grants access. With an `Idempotency-Key`, a retry gets the first answer."""
+    if not idempotency_key:
+        return await _chat(body, request, who, s)
+    claim = await claim_key(s, "chat", who, idempotency_key, body.model_dump(mode="json"))
+    if claim.state == "done":
+        return _replay_chat(claim, body.stream)
+    try:
+        result = await _chat(body, request, who, s, claim)
+    except BaseException:
+        await run_in_threadpool(idempotency(s).release, claim)
+        raise
+    if isinstance(result, ChatResponse):
+        await run_in_threadpool(idempotency(s).finish, claim, 200, result.model_dump(mode="json"))
+    return result
+
+
+async def _chat(body: ChatRequest, request: Request, who: Caller, s: Services, claim: Claim | None = None):
     conversation, session = await run_in_threadpool(_conversation_for, s, who, body.conversation_id)
-    if not body.stream:
-        reply = await s.chat.reply(conversation, body.message, channel="api")
-        return ChatResponse(conversation_id=conversation.id, reply=ReplyOut.of(reply), session=session)
-    events = await s.chat.stream(conversation, body.message, channel="api")
-    return StreamingResponse(_sse(events, conversation, session), media_type="text/event-stream",
+    async with watching(request) as abandon:  # a client that hangs up gives its place back at once
+        if not body.stream:
+            reply = await s.chat.reply(conversation, body.message, channel="api", abandon=abandon)
+            return ChatResponse(conversation_id=conversation.id, reply=ReplyOut.of(reply), session=session)
+        events = await s.chat.stream(conversation, body.message, channel="api", abandon=abandon)
+    return StreamingResponse(_sse(events, conversation, session, _keeper(s, claim)), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
@@ -97,23 +129,94 @@ def _conversation_for(s: Services, who: Caller, conversation_id: str | None) -> 
     return s.chat.conversation(owner, conversation_id), None
 
 
-async def _sse(events: AsyncIterator[Delta | Reply], conversation: Conversation,
-               session: SessionOut | None) -> AsyncIterator[str]:
+async def _sse(events: AsyncIterator[Delta | Reply], conversation: Conversation, session: SessionOut | None,
+               keep: Callable[[dict[str, Any] | None], Awaitable[None]] | None = None) -> AsyncIterator[str]:
     start = {"conversation_id": conversation.id, "session": session.model_dump() if session else None}
-    yield sse_event("session", start)
+    kept: dict[str, Any] | None = None
     try:
-        async for event in events:
-            if isinstance(event, Delta):
-                yield sse_event("delta", {"text": event.text})
-            else:
-                yield sse_event("reply", ReplyOut.of(event).model_dump(mode="json"))
-    except Exception as exc:  # the status line is gone already: report in the stream
-        import logging
+        yield sse_event("session", start)
+        try:
+            async for event in events:
+                if isinstance(event, Delta):
+                    yield sse_event("delta", {"text": event.text})
+                else:
+                    out = ReplyOut.of(event)
+                    kept = ChatResponse(conversation_id=conversation.id, reply=out, session=session).model_dump(
+                        mode="json")
+                    yield sse_event("reply", out.model_dump(mode="json"))
+        except StoreUnavailable as exc:
+            yield sse_event("error", {"type": "store_unavailable", "message": STORE_DOWN_MESSAGE,
+                                      "reference": exc.reference, "retry_after_s": exc.retry_after_s,
+                                      "request_id": request_id()})
+        except Exception as exc:  # the status line is gone already: report in the stream
+            log.exception("streamed turn failed")
+            yield sse_event("error", {"type": "internal_error", "message": "the assistant failed on this message",
+                                      "detail": type(exc).__name__, "request_id": request_id()})
+        yield sse_event("done", {})
+    finally:
+        if keep is not None:
+            await keep(kept)
 
-        logging.getLogger("serve.api").exception("streamed turn failed")
-        yield sse_event("error", {"type": "internal_error", "message": "the assistant failed on this message",
-                                  "detail": type(exc).__name__})
-    yield sse_event("done", {})
+
+def _keeper(s: Services, claim: Claim | None):
+    """After a streamed turn with an idempotency key: keep its answer for retries, or free the key."""
+    if claim is None:
+        return None
+
+    async def keep(result: dict[str, Any] | None) -> None:
+        store = idempotency(s)
+        if result is None:
+            await run_in_threadpool(store.release, claim)
+        else:
+            await run_in_threadpool(store.finish, claim, 200, result)
+    return keep
+
+
+def _replay_chat(claim: Claim, stream: bool) -> Response:
+    if claim.status != 200 or not stream:
+        return JSONResponse(claim.response, status_code=claim.status, headers=REPLAYED)
+    first = ChatResponse.model_validate(claim.response)
+
+    async def events() -> AsyncIterator[str]:
+        yield sse_event("session", {"conversation_id": first.conversation_id,
+                                    "session": first.session.model_dump() if first.session else None})
+        yield sse_event("reply", first.reply.model_dump(mode="json"))
+        yield sse_event("done", {})
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", **REPLAYED})
+
+
+# --- idempotency keys ---------------------------------------------------------------------------
+
+def idempotency(s: Services) -> IdempotencyStore:
+    store = s.extras.get("idempotency")
+    if store is None:
+        store = s.extras["idempotency"] = IdempotencyStore(s.settings)
+    return store
+
+
+async def claim_key(s: Services, scope: str, who: Caller, key: str, body: Any) -> Claim:
+    """Claim `key` for this caller, or wait for the attempt that holds it (409 if it runs too long);
+    422 when the key came before with another body."""
+    if not key.strip():
+        raise HTTPException(422, "Idempotency-Key must not be blank")
+    caller = customer_id_of(who) or who.client
+    waited = 0.0
+    while True:
+        try:
+            claim = await run_in_threadpool(idempotency(s).begin, scope, caller, key, body)
+        except KeyReused as exc:
+            raise HTTPException(422, str(exc)) from exc
+        if claim.state != "pending":
+            return claim
+        if waited >= PENDING_WAIT_S:
+            raise HTTPException(409, "a request with this Idempotency-Key is still running; retry shortly",
+                                headers={"Retry-After": "5"})
+        await asyncio.sleep(0.5)
+        waited += 0.5
+
+
+def request_id() -> str:
+    return trace_id_var.get()
 
 
 def sse_event(name: str, data: Any) -> str:

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from assistant.guard.core import InputError
-from assistant.types import Conversation, Message, Reply, RouteDecision, Turn
-from serve.api import ERRORS, customer_id_of
+from assistant.types import RouteDecision
+from serve.api import ERRORS, IDEMPOTENCY_DOC, REPLAYED, claim_key, customer_id_of, idempotency, request_id
 from serve.auth import Caller
 from serve.deps import customer_caller, services, staff_caller
+from serve.limits import watching
 from serve.schemas import ID, Strict, TicketPatch
 from serve.services import Services
 
@@ -31,44 +31,49 @@ def customer_view(ticket: Any) -> dict[str, Any]:
     return {**ticket.summary(), "deadline": ticket.resolve_due.isoformat()}
 
 
-@router.post("/api/complaints", status_code=201, responses=ERRORS)
-async def file_complaint(body: ComplaintRequest, who: Caller = Depends(customer_caller),
-                         s: Services = Depends(services)) -> JSONResponse:
+@router.post("/api/complaints", status_code=201, responses={**ERRORS, 202: {
+    "description": "the store is down: the complaint was kept in the spool under its reference (`stored`: false)"}})
+async def file_complaint(body: ComplaintRequest, request: Request, who: Caller = Depends(customer_caller),
+                         s: Services = Depends(services),
+                         idempotency_key: str | None = Header(None, max_length=200, description=IDEMPOTENCY_DOC)
+                         ) -> JSONResponse:
     """File a complaint: classified (product, issue, team, severity), stored durably with its
-    regulatory deadlines; the answer is the ticket. 422 when it needs more detail."""
+    regulatory deadlines; the answer is the ticket. 422 when it needs more detail. It runs through the
+    same pipeline as a chat turn (input guard, complaint skill, output guard, audit), the route fixed.
+    With an `Idempotency-Key`, a retry gets the first ticket instead of filing a second."""
     owner = customer_id_of(who) or "anonymous"
     if owner == "anonymous" and body.conversation_id:
         raise HTTPException(404, "conversation not found")
-    reply = await run_in_threadpool(_file, s, owner, body)
-    if not reply.ticket:
-        raise HTTPException(422, reply.text)
-    return JSONResponse({**reply.ticket, "deadline": reply.ticket.get("resolve_due"), "message": reply.text,
-                         "trace_id": reply.trace_id}, status_code=201)
-
-
-def _file(s: Services, owner: str, body: ComplaintRequest) -> Reply:
-    """The complaint skill on this message, through the guard, kept in the conversation and audited
-    like a chat turn (the router is skipped: the caller said it is a complaint)."""
-    skill = s.features.get("complaints")
-    conversation = s.chat.conversation(owner, body.conversation_id) if body.conversation_id else \
-        Conversation(customer_id=owner)
+    if not idempotency_key:
+        status, result = await _file(s, owner, body, request)
+        return JSONResponse(result, status_code=status)
+    claim = await claim_key(s, "complaints", who, idempotency_key, body.model_dump(mode="json"))
+    if claim.state == "done":
+        return JSONResponse(claim.response, status_code=claim.status, headers=REPLAYED)
     try:
-        verdict = s.assistant.guard.check_input(conversation, body.text)
-    except InputError as exc:
-        raise HTTPException(422, str(exc)) from exc
-    if not verdict.allowed:
-        raise HTTPException(422, verdict.reply or "this message cannot be filed")
+        status, result = await _file(s, owner, body, request)
+    except BaseException:
+        await run_in_threadpool(idempotency(s).release, claim)
+        raise
+    await run_in_threadpool(idempotency(s).finish, claim, status, result)
+    return JSONResponse(result, status_code=status)
+
+
+async def _file(s: Services, owner: str, body: ComplaintRequest, request: Request) -> tuple[int, dict[str, Any]]:
+    """The complaint as a chat turn routed to the complaint skill: 201 and the ticket (202 when it could
+    only be spooled), or 422 with the skill's or the guard's words (blocked, or more detail needed)."""
+    skill = s.features.get("complaints")  # 404 feature_not_available when the skill is not built
+    conversation = await run_in_threadpool(s.chat.conversation, owner, body.conversation_id)
     route = RouteDecision(intent="complaint", reason="api:complaints")
-    reply = skill.respond(Turn(conversation=conversation, message=verdict.text, route=route))
-    reply.route = route
-    conversation.messages += [Message(role="user", content=verdict.redacted or verdict.text),
-                              Message(role="assistant", content=reply.text,
-                                      meta={"path": reply.path, "trace_id": reply.trace_id, "intent": "complaint"})]
-    s.conversations.save(conversation)
-    if s.assistant.audit is not None:
-        s.assistant.audit.record_turn(conversation, verdict, reply)
-    s.metrics.observe_reply(reply, "api")
-    return reply
+    async with watching(request) as abandon:
+        reply = await s.chat.reply(conversation, body.text, channel="api", abandon=abandon, route=route,
+                                   skill=skill)
+    if not reply.ticket:
+        return 422, {"error": {"type": "invalid_request", "message": reply.text}, "request_id": request_id(),
+                     "trace_id": reply.trace_id}
+    status = 201 if reply.ticket.get("stored", True) else 202
+    return status, {**reply.ticket, "deadline": reply.ticket.get("resolve_due"), "message": reply.text,
+                    "trace_id": reply.trace_id, "conversation_id": conversation.id}
 
 
 @router.get("/api/tickets", responses=ERRORS)

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assistant.config import Settings, apply_offline_env
 from assistant.pipeline import Assistant
+from assistant.store.db import StoreUnavailable
 from assistant.types import Conversation, new_id
 from serve import api, api_tickets, inbox, openai_compat, staff_tickets
 from serve.auth import RoleGate
@@ -25,7 +26,7 @@ from serve.chat import NotFound
 from serve.cors import PathScopedCORS
 from serve.docs_pages import add_docs_pages
 from serve.features import FeatureMissing
-from serve.limits import BodySizeLimit, Busy, RateLimited
+from serve.limits import BodySizeLimit, Busy, ClientGone, RateLimited
 from serve.logging import configure_logging, trace_id_var
 from serve.health import attach_spool_replay
 from serve.services import Services
@@ -94,7 +95,8 @@ def _add_pages(app: FastAPI, services: Services) -> None:
 
 
 def _error(status: int, kind: str, message: str, details=None, headers=None) -> JSONResponse:
-    body = {"error": {"type": kind, "message": message, **({"details": details} if details is not None else {})}}
+    body = {"error": {"type": kind, "message": message, **({"details": details} if details is not None else {})},
+            "request_id": trace_id_var.get()}  # every error names its request (also in X-Request-Id)
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -138,6 +140,26 @@ def _add_error_handlers(app: FastAPI) -> None:
         log.error("unhandled error", exc_info=exc)
         return _error(500, "internal_error", f"internal error (request {trace_id_var.get()})")
 
+    @app.exception_handler(StoreUnavailable)
+    async def store_down(_: Request, exc: StoreUnavailable):
+        log.error("store unavailable", extra={"reference": exc.reference, "detail": str(exc)})
+        response = _error(503, "store_unavailable", api.STORE_DOWN_MESSAGE if not exc.reference else
+                          f"{api.STORE_DOWN_MESSAGE} Your reference: {exc.reference}.",
+                          headers={"Retry-After": str(exc.retry_after_s)})
+        return _with(response, reference=exc.reference)
+
+    @app.exception_handler(ClientGone)
+    async def gone(_: Request, exc: ClientGone):  # nobody reads it: for the logs and metrics
+        return _error(499, "client_closed_request", "the client closed the connection")
+
+
+def _with(response: JSONResponse, **fields) -> JSONResponse:
+    import json
+
+    body = {**json.loads(response.body), **fields}
+    return JSONResponse(body, status_code=response.status_code,
+                        headers={k: v for k, v in response.headers.items() if k.lower() == "retry-after"})
+
 
 class RequestLog:
     """One JSON log line and one metric per request; the request id is in X-Request-Id."""
@@ -158,12 +180,18 @@ class RequestLog:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                scope["_response_started"] = True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:  # answered here, not by Starlette's outer handler: it would lose the request id
+            if status != 500 or scope.get("_response_started"):
+                raise
+            log.error("unhandled error", exc_info=exc)
+            await _error(500, "internal_error", f"internal error (request {request_id})")(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             route = _route_label(scope)

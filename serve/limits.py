@@ -6,16 +6,22 @@
 - `TurnGate`: at most `slots` turns run at once (off the event loop, in the thread pool), at most
   `queue` wait; anyone else gets `Busy` -> 503 with Retry-After instead of a hang.
 - `BodySizeLimit`: ASGI middleware, 413 for bodies over the limit (declared or streamed).
+- `Abandon`: set when the client hangs up; a waiting turn leaves the queue and a running one stops
+  at its next piece, so its slot is free at once (not when the model would have finished).
+- `ConversationLocks`: one turn at a time per conversation in this worker (the store's version check
+  covers several workers), in arrival order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import contextlib
 import math
+import threading
 import time
 from collections import deque
-from typing import Callable
+from typing import AsyncIterator, Callable
 
 WINDOW_S = 60.0
 
@@ -87,15 +93,13 @@ class TurnGate:
         self.waiting = 0
         self._sem: asyncio.Semaphore | None = None
 
-    async def acquire(self) -> Lease:
+    async def acquire(self, abandon: "Abandon | None" = None) -> Lease:
         sem = self._semaphore()
         if self.active >= self.slots and self.waiting >= self.queue:
             raise Busy(self.retry_after_s)
         self.waiting += 1
         try:
-            await asyncio.wait_for(sem.acquire(), self.timeout_s)
-        except asyncio.TimeoutError:
-            raise Busy(self.retry_after_s) from None
+            await _first_of(sem.acquire(), abandon, self.timeout_s, self.retry_after_s, on_late=sem.release)
         finally:
             self.waiting -= 1
         self.active += 1
@@ -113,6 +117,131 @@ class TurnGate:
 
     def snapshot(self) -> dict[str, int]:
         return {"slots": self.slots, "active": self.active, "waiting": self.waiting, "queue": self.queue}
+
+
+class ClientGone(Exception):
+    """The client hung up before its turn started or finished."""
+
+
+class Abandon:
+    """Set once the client has gone: seen by the event loop (`event`) and by the turn's thread (`is_set`)."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self._flag = threading.Event()
+
+    def set(self) -> None:
+        self._flag.set()
+        self.event.set()
+
+    def is_set(self) -> bool:
+        return self._flag.is_set()
+
+    async def watch(self, receive) -> None:
+        """Wait for the ASGI `http.disconnect` (call after the body was read)."""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self.set()
+                return
+
+
+@contextlib.asynccontextmanager
+async def watching(request) -> AsyncIterator[Abandon]:
+    """An Abandon that is set when this request's client disconnects, while the block runs."""
+    abandon = Abandon()
+    watcher = asyncio.ensure_future(abandon.watch(request.receive))
+    try:
+        yield abandon
+    finally:
+        watcher.cancel()
+
+
+async def _first_of(acquiring, abandon: Abandon | None, timeout_s: float, retry_after_s: int, on_late=None) -> None:
+    """Await `acquiring` unless the client goes (ClientGone) or time runs out (Busy)."""
+    getting = asyncio.ensure_future(acquiring)
+    waits = {getting}
+    gone = asyncio.ensure_future(abandon.event.wait()) if abandon is not None else None
+    if gone is not None:
+        waits.add(gone)
+    try:
+        done, _ = await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if gone is not None:
+            gone.cancel()
+    if getting in done and getting.exception() is None:
+        if abandon is not None and abandon.is_set():
+            if on_late:
+                on_late()
+            raise ClientGone()
+        return
+    getting.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await getting
+    if getting.done() and not getting.cancelled() and getting.exception() is None and on_late:
+        on_late()  # acquired in the very moment we gave up: give it back
+    if abandon is not None and abandon.is_set():
+        raise ClientGone()
+    raise Busy(retry_after_s)
+
+
+class ConversationLocks:
+    """Per-conversation asyncio locks (FIFO), forgotten when nobody holds or waits for them."""
+
+    def __init__(self, timeout_s: float, retry_after_s: int = 5):
+        self.timeout_s = timeout_s
+        self.retry_after_s = retry_after_s
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    async def acquire(self, key: str | None, abandon: Abandon | None = None) -> "Held":
+        """Wait for the conversation (Busy after the timeout, ClientGone if the client hangs up).
+        No key (a new conversation, or nothing is saved): nobody else can have it, nothing to wait for."""
+        if not key:
+            return Held(None)
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            await _first_of(lock.acquire(), abandon, self.timeout_s, self.retry_after_s, on_late=lock.release)
+        except BaseException:
+            self._forget(key)
+            raise
+        return Held(lambda: (lock.release(), self._forget(key)))
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str | None, abandon: Abandon | None = None) -> AsyncIterator[None]:
+        held = await self.acquire(key, abandon)
+        try:
+            yield
+        finally:
+            held.release()
+
+    def _forget(self, key: str) -> None:
+        lock, users = self._locks[key]
+        if users <= 1:
+            del self._locks[key]
+        else:
+            self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+class Held:
+    """A held conversation lock; release is idempotent and also happens if it is dropped."""
+
+    def __init__(self, release: Callable[[], object] | None):
+        self._release = release
+
+    def release(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    def __del__(self) -> None:
+        try:
+            self.release()
+        except Exception:
+            pass
 
 
 class BodySizeLimit:

@@ -24,6 +24,9 @@ class ErrorBody(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorBody
+    request_id: str = Field("", description="this request's id (also in X-Request-Id): quote it to support")
+    reference: str | None = Field(None, description="503 store_unavailable only: the reference of what was "
+                                  "kept anyway (e.g. a spooled complaint), else null")
 
 
 class SessionOut(BaseModel):

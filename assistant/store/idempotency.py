@@ -26,6 +26,7 @@ from assistant.types import utcnow
 
 log = logging.getLogger(__name__)
 KEEP_FOR = timedelta(hours=24)
+PENDING_STALE = timedelta(minutes=10)  # longer than any turn: the attempt that claimed it is gone
 MEMORY_KEYS = 10_000
 
 
@@ -94,7 +95,8 @@ class IdempotencyStore(LazySessions):
             return remembered
         with self.sessions() as session:
             row = session.get(IdempotencyRow, claim.id)
-            if row is not None and row.created_at < utcnow() - KEEP_FOR:
+            if row is not None and (row.created_at < utcnow() - KEEP_FOR or (
+                    row.state == "pending" and row.created_at < utcnow() - PENDING_STALE)):  # a worker died
                 session.delete(row)
                 session.flush()
                 row = None
