@@ -176,7 +176,7 @@ def test_amounts(skill, text, value):
 
 
 @pytest.mark.parametrize("text", ["I pay 1,200 a month on other loans", "my other loans cost 1,200 a month",
-                                  "1.2k a month on my credit card debts"])
+                                  "1.2k a month on my credit card debts", "I have a car loan, 1200 a month"])
 def test_debts_are_neither_amount_nor_income(skill, text):
     conversation = Conversation()
     reply = chat(skill, conversation, ["check my eligibility", "20000", "30", text])[-1]
@@ -291,3 +291,17 @@ def test_a_figure_corrected_right_after_it_was_given(skill, messages, field, val
     conversation = Conversation()
     reply = chat(skill, conversation, ["check my eligibility", *messages])[-1]
     assert answers(conversation)[field] == value and "updated" in reply.text
+
+
+def test_change_my_age_to(skill):
+    conversation = Conversation()
+    reply = chat(skill, conversation, ["check my eligibility", "20000", "35", "change my age to 30"])[-1]
+    assert answers(conversation)["age"] == 30 and "updated your age to 30" in reply.text
+
+
+def test_business_fields_in_everyday_words(skill):
+    conversation = Conversation()
+    chat(skill, conversation, ["check my eligibility for a business loan", "50k", "45",
+                               "we have been open for 3 years", "monthly sales around 50k"])
+    got = answers(conversation)
+    assert got["months_trading"] == 36 and got["monthly_revenue"] == 50000 and "monthly_income" not in got

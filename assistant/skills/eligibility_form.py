@@ -241,7 +241,7 @@ def parse_age(text: str, plain: bool = True) -> int | None:
     m = re.search(r"born in\s+(19\d\d|20\d\d)", text, re.I)
     if m:
         return date.today().year - int(m.group(1))
-    m = re.search(r"(\d{1,3})\s*(?:years? old|yrs? old|y/?o\b|岁)|(?:i'?m|i am|aged?|age\s*(?:is|:))\s+(\d{1,3})\b"
+    m = re.search(r"(\d{1,3})\s*(?:years? old|yrs? old|y/?o\b|岁)|(?:i'?m|i am|aged?|age\s*(?:is|:|to|should be))\s+(\d{1,3})\b"
                   r"(?!\s*(?:months?|mos?)\b)", text, re.I)
     if m:
         return int(m.group(1) or m.group(2))
@@ -381,7 +381,7 @@ def read_answers(text: str, fields: list[FieldInfo], asking: str | None, product
     reading = Reading(asking=asking)
     bad: dict[str, str] = {}  # field -> hint, for values given but out of range
     rest: list[str] = []  # clauses no other field claimed: where a bare answer is read from
-    for clause in _clauses(text):
+    for clause in _joined(_clauses(text)):
         fix = _correction(clause, by_name, asking, {**(answers or {}), **reading.found},
                           [*(previous or []), *reading.found], product, list(reading.found))
         if fix is not None:
@@ -444,8 +444,24 @@ def _clauses(text: str) -> list[str]:
     return out + ([lead] if lead.strip() else [])
 
 
+_CARRIED = ("monthly_debts", "monthly_revenue", "monthly_income", "savings")
+
+
+def _joined(clauses: list[str]) -> list[str]:
+    """'I have a car loan, 2000 a month': a clause whose cue has no figure takes the next clause's
+    figure when that one has no cue of its own."""
+    out: list[str] = []
+    for clause in clauses:
+        if out and re.search(r"\d", clause) and not re.search(r"\d", out[-1]) \
+                and any(CUES[n].search(out[-1]) for n in _CARRIED) and not any(CUES[n].search(clause) for n in CUES):
+            out[-1] = out[-1] + ", " + clause
+        else:
+            out.append(clause)
+    return out
+
+
 _CORRECTION = re.compile(r"\b(?:sorry|actually|i meant|i mean|meant to say|correction|oops|my (?:mistake|bad)|typo|"
-                         r"wait|scratch that)\b|\b(?:not|instead of|rather than)\s+[¥￥]?\d", re.I)
+                         r"wait|scratch that|change|update|correct)\b|\b(?:not|instead of|rather than)\s+[¥￥]?\d", re.I)
 _FILLER = (r"wait|sorry|actually|oops|correction|my mistake|my bad|typo|scratch that|i meant|i mean|meant to say|"
            r"meant|no|nope|it'?s|it is|its|make (?:it|that)|should be|that|is|was|i said|to say|ah|oh|um+|uh+")
 _FILLER_ONLY = re.compile(rf"\s*(?:(?:{_FILLER})\W*)+", re.I)
@@ -484,7 +500,8 @@ def _correction(clause: str, fields: dict[str, FieldInfo], asking: str | None, k
     return None
 
 
-_STRONG_CORRECTION = re.compile(r"\b(?:meant|i mean|actually|correction|oops|my (?:mistake|bad)|typo|scratch that)\b", re.I)
+_STRONG_CORRECTION = re.compile(r"\b(?:meant|i mean|actually|correction|oops|my (?:mistake|bad)|typo|scratch that|"
+                                r"change|update|correct)\b", re.I)
 
 
 def _cued(clause: str, name: str) -> bool:
