@@ -3,10 +3,13 @@
 
     python scripts/loadtest.py                       # starts `assistant serve` on a free port
     python scripts/loadtest.py --url http://127.0.0.1:7860 --customers 50 --duration 60
+    python scripts/loadtest.py --mode model --customers 8 --duration 120   # questions the model answers
 
-Reports throughput, p50/p95/p99 latency (all turns and FAQ-path turns), status counts, 5xx other
-than deliberate 503s, and lost tickets (filed with 201 but not listed afterwards); writes
-bench/load.json. A benchmark, not a CI test: the numbers depend on the machine."""
+Reports throughput, p50/p95/p99 latency (all turns, FAQ-path turns, generated turns), status counts,
+503s apart from other errors (and split: busy, store unavailable), and lost tickets (filed with 201 but
+not listed afterwards); writes bench/load.json. Complaints carry an Idempotency-Key and are retried
+once with it after a transport error, so a retry never files a second ticket. A benchmark, not a CI
+test: the numbers depend on the machine."""
 
 from __future__ import annotations
 
@@ -33,6 +36,16 @@ QUESTIONS = [
     "Can I make a partial early repayment?", "How long does it take to get a decision?",
     "Is there a fee for paying off Meadow Cash early?", "How do I reset my Meadow app password?",
 ]
+# Questions no FAQ entry answers word for word: the answer skill retrieves and the model writes the answer.
+MODEL_QUESTIONS = [
+    "I earn 6000 a month and want 20000 for a used car. Which of your loans fits better, and what would the "
+    "total cost roughly look like over 12 months?",
+    "Explain in simple words how the interest on Meadow Flex differs from Meadow Cash.",
+    "I'm self-employed with irregular income. What should I know before borrowing from Meadow?",
+    "If I repay Meadow Cash two months early, what happens to the interest and the fees?",
+    "What happens step by step if I miss a payment on Meadow Mall installments?",
+    "My salary comes on the 20th but my repayment is due on the 15th. What are my options?",
+]
 COMPLAINT = "I was charged a late fee although I paid on time. Please refund it."
 
 
@@ -53,6 +66,8 @@ class Stats:
     def __init__(self) -> None:
         self.latency_ms: list[float] = []
         self.faq_latency_ms: list[float] = []
+        self.generated_latency_ms: list[float] = []
+        self.unavailable: Counter[str] = Counter()  # 503s by error type: busy, store_unavailable, ...
         self.statuses: Counter[int] = Counter()
         self.paths: Counter[str] = Counter()
         self.errors: list[str] = []
@@ -60,7 +75,8 @@ class Stats:
 
 
 async def customer(client: httpx.AsyncClient, stop_at: float, stats: Stats, think_s: tuple[float, float],
-                   complaint_share: float, rng: random.Random, count_from: float) -> None:
+                   complaint_share: float, rng: random.Random, count_from: float, mode: str = "faq") -> None:
+    questions = MODEL_QUESTIONS if mode == "model" else QUESTIONS
     try:
         response = await client.post("/api/sessions")
         response.raise_for_status()
@@ -74,12 +90,11 @@ async def customer(client: httpx.AsyncClient, stop_at: float, stats: Stats, thin
         started = time.perf_counter()
         try:
             if complaint:
-                response = await client.post("/api/complaints", headers=headers, json={
-                    "text": COMPLAINT, "conversation_id": session["conversation_id"]})
+                response = await file_complaint(client, headers, session["conversation_id"], rng)
             else:
                 # A new conversation per question: a short question later in a conversation is read
                 # as a follow-up of the earlier one, which is another workload (the model answers).
-                response = await client.post("/api/chat", headers=headers, json={"message": rng.choice(QUESTIONS)})
+                response = await client.post("/api/chat", headers=headers, json={"message": rng.choice(questions)})
         except httpx.HTTPError as exc:
             stats.errors.append(repr(exc))
             continue
@@ -93,14 +108,36 @@ async def customer(client: httpx.AsyncClient, stop_at: float, stats: Stats, thin
         await asyncio.sleep(rng.uniform(*think_s))
 
 
+async def file_complaint(client: httpx.AsyncClient, headers: dict[str, str], conversation_id: str,
+                         rng: random.Random) -> httpx.Response:
+    """One complaint; after a transport error, one retry with the same Idempotency-Key."""
+    keyed = {**headers, "Idempotency-Key": f"load-{rng.getrandbits(64):016x}"}
+    body = {"text": COMPLAINT, "conversation_id": conversation_id}
+    try:
+        return await client.post("/api/complaints", headers=keyed, json=body)
+    except httpx.TransportError:
+        return await client.post("/api/complaints", headers=keyed, json=body)
+
+
 def record(stats: Stats, response: httpx.Response, elapsed_ms: float, complaint: bool) -> None:
     stats.statuses[response.status_code] += 1
+    if response.status_code == 503:
+        stats.unavailable[_error_type(response)] += 1
     if response.status_code == 200 and not complaint:
         path = response.json()["reply"]["path"]
         stats.paths[path] += 1
         stats.latency_ms.append(elapsed_ms)
         if path == "faq":
             stats.faq_latency_ms.append(elapsed_ms)
+        elif path == "generated":
+            stats.generated_latency_ms.append(elapsed_ms)
+
+
+def _error_type(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"]["type"])
+    except (ValueError, KeyError, TypeError):
+        return "unknown"
 
 
 async def lost_tickets(client: httpx.AsyncClient, filed: list[tuple[str, str]]) -> int:
@@ -112,7 +149,7 @@ async def lost_tickets(client: httpx.AsyncClient, filed: list[tuple[str, str]]) 
 
 
 async def run(url: str, customers: int, duration: float, think_s: tuple[float, float], complaint_share: float,
-              seed: int, warmup: float = 5.0) -> dict:
+              seed: int, warmup: float = 5.0, mode: str = "faq") -> dict:
     stats = Stats()
     # Idle connections are dropped before uvicorn's 5 s keep-alive ends, so no request races a closing socket.
     limits = httpx.Limits(max_connections=customers + 10, max_keepalive_connections=customers + 10,
@@ -122,18 +159,21 @@ async def run(url: str, customers: int, duration: float, think_s: tuple[float, f
         count_from = time.monotonic() + warmup
         stop_at = count_from + duration
         await asyncio.gather(*[customer(client, stop_at, stats, think_s, complaint_share, random.Random(seed + i),
-                                        count_from) for i in range(customers)])
+                                        count_from, mode) for i in range(customers)])
         wall = duration
         lost = await lost_tickets(client, stats.tickets)
     requests = sum(stats.statuses.values())
     return {
-        "url": url, "customers": customers, "duration_s": duration, "warmup_s": warmup,
+        "url": url, "mode": mode, "customers": customers, "duration_s": duration, "warmup_s": warmup,
         "think_s": list(think_s), "complaint_share": complaint_share,
         "requests": requests, "throughput_rps": round(requests / wall, 2),
         "latency_ms": summary(stats.latency_ms), "faq_latency_ms": summary(stats.faq_latency_ms),
+        "generated_latency_ms": summary(stats.generated_latency_ms),
         "statuses": {str(k): v for k, v in sorted(stats.statuses.items())},
         "errors_5xx": sum(v for k, v in stats.statuses.items() if k >= 500 and k != 503),
-        "busy_503": stats.statuses.get(503, 0), "rate_limited_429": stats.statuses.get(429, 0),
+        "errors_other": sum(v for k, v in stats.statuses.items() if k >= 400 and k not in (429, 503)),
+        "unavailable_503": stats.statuses.get(503, 0), "unavailable_503_by_type": dict(stats.unavailable),
+        "busy_503": stats.unavailable.get("busy", 0), "rate_limited_429": stats.statuses.get(429, 0),
         "transport_errors": len(stats.errors), "error_samples": stats.errors[:5], "paths": dict(stats.paths),
         "tickets_filed": len(stats.tickets), "tickets_lost": lost,
         "server": {"llm": health["checks"]["llm"].get("backend"), "turns": health.get("turns")},
@@ -166,6 +206,8 @@ def start_server(port: int, workers: int, log: Path | None) -> subprocess.Popen:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="a running app; default: start `assistant serve` on a free loopback port")
+    parser.add_argument("--mode", choices=["faq", "model"], default="faq",
+                        help="faq: questions with FAQ answers (fast path); model: questions the model answers")
     parser.add_argument("--customers", type=int, default=50)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds measured")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of load before measuring")
@@ -188,7 +230,7 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}"
     try:
         result = asyncio.run(run(url, args.customers, args.duration, tuple(args.think), args.complaints, args.seed,
-                                 args.warmup))
+                                 args.warmup, args.mode))
     finally:
         if process is not None:
             os.killpg(process.pid, 15)
