@@ -305,3 +305,12 @@ def test_business_fields_in_everyday_words(skill):
                                "we have been open for 3 years", "monthly sales around 50k"])
     got = answers(conversation)
     assert got["months_trading"] == 36 and got["monthly_revenue"] == 50000 and "monthly_income" not in got
+
+
+def test_yes_with_a_correction_updates_first(skill):
+    conversation = Conversation()
+    replies = chat(skill, conversation, ["check my eligibility: borrow 10000 for 12 months for electronics",
+                                         "40", "7 years", "I own my flat", "50000", "6000",
+                                         "yes but my income is actually 7000"])
+    assert not replies[-1].tool_calls and "updated" in replies[-1].text and "yes or no" in replies[-1].text
+    assert answers(conversation)["monthly_income"] == 7000

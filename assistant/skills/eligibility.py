@@ -231,12 +231,13 @@ class EligibilitySkill:
 
     def _consent(self, turn: Turn, form: EligibilityForm) -> Reply:
         answer = yes_no(turn.message)
+        reading = read_answers(turn.message, self.fields_for(form.product), None,
+                               self.terms.product(form.product), form.answers, form.last_filled)
+        if answer is not False and any(form.answers.get(k) != v for k, v in reading.found.items()):
+            # a correction at the consent question ("yes but my income is 7000"): update, ask again
+            form.stage = "collect"
+            return self._form_collect(turn, form, [])
         if answer is None:
-            reading = read_answers(turn.message, self.fields_for(form.product), None,
-                                   self.terms.product(form.product), form.answers, form.last_filled)
-            if reading.found:  # a correction at the consent question: update, then ask again
-                form.stage = "collect"
-                return self._form_collect(turn, form, [])
             return self._keep(turn, form, self.say("consent_reask", form))
         if answer is False:
             return self._finish(turn, self.say("no_consent"), form, "no_consent")
