@@ -12,7 +12,7 @@ import re
 import time
 from typing import Any, AsyncIterator, Literal
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,6 +20,7 @@ from assistant.types import Conversation, Message, Reply
 from serve.api import ERRORS, customer_id_of
 from serve.auth import Caller
 from serve.deps import customer_caller, services
+from serve.limits import watching
 from serve.schemas import ReplyOut
 from serve.services import Services
 
@@ -57,13 +58,14 @@ def models() -> dict[str, Any]:
 
 
 @router.post("/chat/completions", responses=ERRORS)
-async def chat_completions(body: ChatCompletionRequest, who: Caller = Depends(customer_caller),
+async def chat_completions(body: ChatCompletionRequest, request: Request, who: Caller = Depends(customer_caller),
                            s: Services = Depends(services)):
     conversation, message = to_conversation(body, customer_id_of(who) or "api")
-    if not body.stream:
-        reply = await s.chat.reply(conversation, message, channel="openai", persist=False)
-        return JSONResponse(completion(reply, body.model))
-    events = await s.chat.stream(conversation, message, channel="openai", persist=False)
+    async with watching(request) as abandon:  # a client that hangs up gives its turn slot back at once
+        if not body.stream:
+            reply = await s.chat.reply(conversation, message, channel="openai", persist=False, abandon=abandon)
+            return JSONResponse(completion(reply, body.model))
+        events = await s.chat.stream(conversation, message, channel="openai", persist=False, abandon=abandon)
     return StreamingResponse(_chunks(events, body.model), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
