@@ -288,8 +288,10 @@ class _BodyTooLarge(Exception):
 
 
 async def _too_large(send, limit: int) -> None:
-    body = json.dumps({"error": {"type": "request_too_large",
-                                 "message": f"request body larger than {limit} bytes"}}).encode()
+    from serve.logging import trace_id_var
+
+    body = json.dumps({"error": {"type": "request_too_large", "message": f"request body larger than {limit} bytes"},
+                       "request_id": trace_id_var.get()}).encode()
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})

@@ -217,6 +217,46 @@ def test_one_customer_cannot_see_anothers_tickets(client, server):
     assert ticket["id"] in [t["id"] for t in staff_view]
 
 
+def test_a_retried_complaint_with_an_idempotency_key_files_one_ticket(client, customer):
+    headers = {**auth(customer["customer_token"]), "Idempotency-Key": "api-test-complaint-1"}
+    body = {"text": "You charged me a late fee twice for the same installment of my Meadow Cash loan.",
+            "conversation_id": customer["conversation_id"]}
+    first, again = client.post("/api/complaints", headers=headers, json=body), \
+        client.post("/api/complaints", headers=headers, json=body)
+    assert first.status_code == again.status_code == 201, (first.text, again.text)
+    assert again.json()["id"] == first.json()["id"] and again.headers["idempotent-replayed"] == "true"
+    other = client.post("/api/complaints", headers=headers, json={**body, "text": body["text"] + " Again."})
+    assert other.status_code == 422
+    mine = client.get("/api/tickets", headers=auth(customer["customer_token"])).json()
+    assert [t["id"] for t in mine] == [first.json()["id"]]
+
+
+def test_ten_parallel_messages_to_one_conversation_are_all_kept_in_order(server, customer):
+    """One turn slot and one queue place (this server's limits): the conversation's own lock queues
+    the other eight, so none is refused and none overwrites another."""
+    questions = ["What is the APR of Meadow Cash?", "How much is the late fee?", "Is there an annual fee?",
+                 "What documents do I need to apply?", "Is there an early repayment fee?",
+                 "How do I make a complaint to Meadow?", "Can I make a partial early repayment?",
+                 "How long does it take to get a decision?", "How do I reset my Meadow app password?",
+                 "Is there a fee for paying off Meadow Cash early?"]
+    headers = auth(customer["customer_token"])
+
+    async def send_all():
+        async with httpx.AsyncClient(base_url=server.url, timeout=600) as c:
+            return await asyncio.gather(*[c.post("/api/chat", headers=headers, json={
+                "message": q, "conversation_id": customer["conversation_id"]}) for q in questions])
+
+    answers = asyncio.run(send_all())
+    assert [a.status_code for a in answers] == [200] * 10, [a.text[:200] for a in answers]
+    kept = httpx.get(f"{server.url}/api/conversations/{customer['conversation_id']}", headers=headers).json()
+    messages = kept["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant"] * 10
+    assert sorted(m["content"] for m in messages[0::2]) == sorted(questions)
+    replies = {a.json()["reply"]["trace_id"]: a for a in answers}
+    for user, assistant in zip(messages[0::2], messages[1::2]):  # each reply right after its own question
+        assert json.loads(replies[assistant["trace_id"]].request.content)["message"] == user["content"]
+
+
 # --- staff auth -----------------------------------------------------------------------------------
 
 
@@ -293,6 +333,7 @@ def test_bad_input_gets_a_4xx_json_error(client, customer):
         assert 400 <= response.status_code < 500, (response.request.url, response.status_code, response.text)
         assert response.headers["content-type"].startswith("application/json")
         assert response.json()["error"]["message"]
+        assert response.json()["request_id"] == response.headers["x-request-id"] != ""
     assert cases[6].status_code == 413
 
 
