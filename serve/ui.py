@@ -267,24 +267,27 @@ def build_staff_ui(s: Services) -> gr.Blocks:
     with gr.Blocks(title="Meadow staff", analytics_enabled=False) as staff:
         gr.Markdown("### Meadow staff")
         tabs: list[tuple[str, Any]] = []
-        with gr.Tab("Marketing studio") as tab:
-            marketing_tab(s)
-        tabs.append(("marketer", tab))
-        with gr.Tab("Complaints") as tab:
-            complaints_tab(s)
-        tabs.append(("complaints", tab))
-        with gr.Tab("QA") as tab:
-            qa_tab(s)
-        tabs.append(("qa", tab))
-        with gr.Tab("Inbox") as tab:
-            staff_inbox.build_tab(s)
-        tabs.append(("agent", tab))
+        with gr.Tabs() as tabset:
+            with gr.Tab("Marketing studio", id="marketer") as tab:
+                marketing_tab(s)
+            tabs.append(("marketer", tab))
+            with gr.Tab("Complaints", id="complaints") as tab:
+                complaints_tab(s)
+            tabs.append(("complaints", tab))
+            with gr.Tab("QA", id="qa") as tab:
+                qa_tab(s)
+            tabs.append(("qa", tab))
+            with gr.Tab("Inbox", id="agent") as tab:
+                staff_inbox.build_tab(s)
+            tabs.append(("agent", tab))
 
         def show_tabs(request: gr.Request):
             roles = s.staff.page_roles(getattr(request, "username", None))
-            return [gr.update(visible=has_any_role(roles, role)) for role, _ in tabs]
+            shown = [role for role, _ in tabs if has_any_role(roles, role)]
+            return [gr.update(visible=role in shown) for role, _ in tabs] + \
+                [gr.update(selected=shown[0]) if shown else gr.skip()]
 
-        staff.load(show_tabs, None, [tab for _, tab in tabs], api_visibility="private")
+        staff.load(show_tabs, None, [tab for _, tab in tabs] + [tabset], api_visibility="private")
     return staff
 
 
