@@ -28,7 +28,10 @@ def make_engine(settings: Settings) -> Engine:
     if url.startswith("sqlite:///"):
         database = make_url(url).database
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError:  # reported by the first query (a write is then spooled), not at construction
+                pass
         # A locked store (another process holding a write lock) is waited for this long, then the write is spooled.
         engine = create_engine(url, connect_args={"check_same_thread": False,
                                                   "timeout": settings.store_busy_timeout_s})
