@@ -155,7 +155,7 @@ def test_staff_pages_after_login_highlight_compliance_findings(browser, server):
     browser.find_element(By.CSS_SELECTOR, "input[type=text]").send_keys("alice")
     browser.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys(STAFF_KEY + Keys.ENTER)
     tabs = wait.until(lambda d: [b.text for b in d.find_elements(By.CSS_SELECTOR, "button[role=tab]")])
-    assert tabs == ["Marketing studio", "Complaints", "QA"]
+    assert tabs == ["Marketing studio", "Complaints", "QA", "Inbox"]  # a key with no role listed: every tab
 
     copy = browser.find_element(By.XPATH, "//label[.//span[normalize-space()='Copy']]//textarea")
     copy.send_keys("Meadow Cash: guaranteed approval for everyone!")
