@@ -14,13 +14,13 @@ from assistant.knowledge.index import IndexMissing, KnowledgeBase
 from assistant.llm.prompts import load_prompt, load_replies
 from assistant.knowledge.terms import Terms
 from assistant.types import Chunk, Citation, Conversation, Delta, Reply, ToolCall, Turn
+from assistant.knowledge.extract import extract_answer
 from assistant.knowledge.verify import figures, sentences, verify_answer
 
 LoanAnswerer = Callable[[str], "tuple[str, ToolCall] | None"]
 
 _FOLLOW_UP = re.compile(r"^\s*(and|also|what about|how about|what if|same for|then)\b", re.I)
 _REFERENCE = re.compile(r"\b(it|its|that|this|those|them|they|there)\b", re.I)
-MAX_EXTRACT_SENTENCES = 3
 
 
 class AnswerSkill:
@@ -59,13 +59,20 @@ class AnswerSkill:
             return
         timings["retrieve"] = _ms(t)
 
-        best = chunks[0] if chunks else None
+        # Chosen on similarity, not on the fused rank: BM25 can put a passage that shares words
+        # with the question above the FAQ entry that asks the same thing. RRF still orders the
+        # passages the model sees and cites.
+        best = most_similar(chunks)
         if best is not None and best.type == "faq" and best.score >= self.settings.faq_threshold:
             yield self._reply(faq_answer(best), "faq", [best], chunks, timings)
         elif best is None or best.score < self.settings.answer_min_score:
             yield self._reply(self.replies["no_answer"], "no_answer", [], chunks, timings)
         else:
             yield from self._generate(turn, query, chunks, timings)
+
+    def _embed(self, texts: list[str]) -> Any:
+        return self.kb.embedder.encode(texts, normalize_embeddings=True, convert_to_numpy=True,
+                                       show_progress_bar=False)
 
     def _generate(self, turn: Turn, query: str, chunks: list[Chunk],
                   timings: dict[str, float]) -> Iterator[Delta | Reply]:
@@ -93,7 +100,10 @@ class AnswerSkill:
         if checked.supported:
             reply = self._reply(checked.text, "generated", cite(checked.text, context), chunks, timings, meta)
         else:
-            reply = self._reply(extract_answer(context[0]), "extractive", [context[0]], chunks, timings, meta)
+            t = time.perf_counter()
+            extract = extract_answer(query, context[0], self._embed)
+            timings["extract"] = _ms(t)
+            reply = self._reply(extract, "extractive", [context[0]], chunks, timings, meta)
         reply.tokens = tokens
         yield reply
 
@@ -169,9 +179,9 @@ def faq_answer(chunk: Chunk) -> str:
     return answer.strip() or chunk.text
 
 
-def extract_answer(chunk: Chunk) -> str:
-    body = chunk.text.partition("\n")[2].strip() or chunk.text
-    return " ".join(sentences(body)[:MAX_EXTRACT_SENTENCES])
+def most_similar(chunks: list[Chunk]) -> Chunk | None:
+    """The passage most similar to the question (dense cosine); the earlier one on a tie."""
+    return max(chunks, key=lambda c: c.score) if chunks else None
 
 
 def cite(answer: str, context: list[Chunk]) -> list[Chunk]:
