@@ -21,6 +21,7 @@ from assistant.metrics import GuardMetrics
 from assistant.guard.output_policy import OutputPolicy, load_policy, prompt_ngrams
 from assistant.llm.prompts import load_replies
 from assistant.guard.ratelimit import RateLimiter, guard_state
+from assistant.guard.vulnerability import detect_vulnerability, load_vulnerability_rules, vulnerability_rules_file
 from assistant.types import Conversation, GuardVerdict, Reply
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,6 @@ log = logging.getLogger(__name__)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SLOT = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 _WORD = re.compile(r"[A-Za-z0-9']+|[\u4e00-\u9fff]")
-VULNERABLE_SIGNALS = ("self_harm", "hardship")
 GUARD_REPLIES = "guard_replies.yaml"
 
 
@@ -54,6 +54,8 @@ class Guard:
         self.replies = {k: v for k, v in load_replies(replies_dir, GUARD_REPLIES).items() if k != "version"}
         self.policy = OutputPolicy(self.policy_file, {k: self.say(k) for k in self.replies},
                                    prompt_ngrams(settings.prompts_dir))
+        # every vulnerability signal list (self-harm, hardship, ...) is in rules/vulnerability.yaml
+        self.vulnerability = load_vulnerability_rules(vulnerability_rules_file(settings))
         self.injection = InjectionDetector(settings.injection_train_file if settings.injection_classifier else None,
                                            settings.injection_threshold)
 
@@ -103,7 +105,9 @@ class Guard:
         flags = [f"pii_{k}" for k in sorted({m.kind for m in matches})]
 
         signals = self.policy.input_signals(redacted)  # "[PHONE]" marks a number the rules may refer to
-        vulnerable = [s for s in VULNERABLE_SIGNALS if s in signals]
+        signal = detect_vulnerability(redacted, self.vulnerability)
+        signals.update(signal.by_kind if signal else {})
+        vulnerable = list(signal.kinds) if signal else []
         if vulnerable:
             flags += ["vulnerable", *vulnerable]
         # a customer in difficulty goes to the vulnerable-customer path, never to a refusal
