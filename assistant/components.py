@@ -21,6 +21,7 @@ from assistant.skills.complaints import ComplaintSkill
 from assistant.skills.eligibility import EligibilitySkill
 from assistant.skills.handoff import HandoffSkill
 from assistant.skills.smalltalk import ClarifySkill, SmalltalkSkill
+from assistant.skills.support import SupportSkill
 from assistant.knowledge.terms import load_terms
 from assistant.store.tickets import TicketService
 
@@ -52,6 +53,7 @@ def build_assistant(settings: Settings, kb: KnowledgeBase | None = None, chat_mo
         "smalltalk": SmalltalkSkill(settings, terms),
         "out_of_scope": SmalltalkSkill(settings, terms),
         "clarify": ClarifySkill(settings, terms),
+        "support": SupportSkill(settings, tickets, terms),
     }
     recorder = AuditLog(settings, redact=guard.redact) if audit else None
     return Assistant(settings, guard=guard, router=Router(settings, embedder), skills=skills, audit=recorder)

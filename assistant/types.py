@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-Intent = Literal["answer", "eligibility", "complaint", "handoff", "smalltalk", "out_of_scope"]
+Intent = Literal["answer", "eligibility", "complaint", "handoff", "smalltalk", "out_of_scope", "support"]
 Path_ = Literal[
     "faq", "generated", "extractive", "no_answer", "tool", "form", "ticket", "handoff",
     "smalltalk", "refused", "clarify", "blocked", "error",
