@@ -8,7 +8,14 @@ a question about what a skill already did (the complaint ticket opened earlier, 
 conversation or another) goes back to that skill as a follow-up, an active form keeps its answers,
 two failed answers in a row hand off, a reply to a clarifying question picks its option. Below
 `settings.router_threshold` the decision carries reason="low_confidence": the pipeline then asks a
-clarifying question instead of guessing."""
+clarifying question instead of guessing.
+
+Before all of that, the dialogue comes first: a customer in distress (the vulnerability rules, or
+the guard's flags) goes to the "support" skill (hand-off where it is not installed), and a turn
+during an active form is checked for interruptions (assistant/dialogue/interrupts.py): cancel
+ends the form, a question is answered (the pipeline then re-asks the form's question), a question
+about a complaint already made gets its status, a hand-off request a person; the rest (answers,
+corrections, a product switch) stays with the form."""
 
 from __future__ import annotations
 
@@ -21,6 +28,8 @@ import yaml
 from pydantic import BaseModel, Field
 
 from assistant.config import Settings
+from assistant.dialogue.followup import FollowupRules
+from assistant.dialogue.interrupts import Interrupt, InterruptRules, PatternSet, classify_interrupt
 from assistant.routing.textclf import EmbeddingClassifier
 from assistant.types import Conversation, Intent, RouteDecision
 
@@ -30,6 +39,13 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "router_inte
 FORM_STATE_KEYS = {"eligibility": "eligibility", "complaint": "complaint"}
 CLARIFY_STATE_KEY = "router"
 FOLLOWUP_REASON = "followup:"  # + the follow-up rule's name: answer about what was done, do not redo it
+INTERRUPT_REASON = "interrupt:"  # + the kind: a turn that interrupted an active form
+CANCEL_REASON = "form:cancel"
+VULNERABLE_REASON = "vulnerable:"  # + the signal's kind
+# Without the vulnerability rules (knowledge_base/rules/vulnerability.yaml), the guard's flags and
+# the urgency flags name the signal: flag -> the vulnerability kind it means.
+FLAG_KINDS = {"self_harm": "self_harm", "hardship": "hardship", "bereavement": "bereavement",
+              "fraud": "scam", "identity_theft": "account_takeover"}
 _FIRST_PERSON = re.compile(r"\b(i|i'm|i've|i'd|i'll|me|my|mine|myself|we|we're|our|us)\b", re.I)
 
 
@@ -77,6 +93,21 @@ class RoutingRules(BaseModel):
     failure_exempt_intents: list[str] = Field(default_factory=lambda: ["smalltalk", "out_of_scope"])
     form_break_confidence: float = Field(0.85, ge=0, le=1)
     clarify_keywords: dict[str, list[str]] = Field(default_factory=dict)
+    interrupts: dict[str, PatternSet] = Field(default_factory=dict)
+    followup_rewrite: FollowupRules = Field(default_factory=FollowupRules)
+
+    @cached_property
+    def interrupt_rules(self) -> InterruptRules:
+        """The interrupt patterns, with the hand-off rule's and the complaint follow-ups' joined in."""
+        rules = InterruptRules(kinds=dict(self.interrupts))
+        for rule in self.rules:
+            if rule.intent == "handoff":
+                rules = rules.with_kind("handoff", PatternSet(patterns=rule.patterns, unless=rule.unless))
+        for followup in self.followups:
+            if followup.intent == "complaint" and not followup.right_after:
+                rules = rules.with_kind("complaint_status", PatternSet(patterns=followup.patterns,
+                                                                       unless=followup.unless))
+        return rules
 
     def detect_urgency(self, text: str) -> list[str]:
         if self.urgency.requires_first_person and not _FIRST_PERSON.search(text):
@@ -156,11 +187,12 @@ class Router:
         return [{intent: round(float(row[self.model.labels.index(intent)]), 4) if intent in self.model.labels else 0.0
                  for intent in INTENTS} for row in probs]
 
-    def route(self, conversation: Conversation, message: str) -> RouteDecision:
-        return self.decide(conversation, message, self.classify(message))
+    def route(self, conversation: Conversation, message: str, flags: list[str] | None = None) -> RouteDecision:
+        return self.decide(conversation, message, self.classify(message), flags=flags)
 
-    def decide(self, conversation: Conversation, message: str, scores: dict[str, float]) -> RouteDecision:
-        """The decision for a message whose classifier scores are known."""
+    def decide(self, conversation: Conversation, message: str, scores: dict[str, float],
+               flags: list[str] | None = None) -> RouteDecision:
+        """The decision for a message whose classifier scores are known (`flags`: the guard's)."""
         best = max(scores, key=scores.get)
         urgency = self.rules.detect_urgency(message)
 
@@ -168,22 +200,29 @@ class Router:
             return RouteDecision(intent=intent, confidence=round(confidence, 4), urgency=urgency, reason=reason,
                                  scores=scores, **extra)
 
-        picked = self._clarified(conversation, message)
-        if picked is not None:
-            intent, original = picked
-            if not (urgency and set(urgency) & set(self.rules.handoff_on)):
-                return decide(intent, "clarified", message=original)
+        kind = self.vulnerability(message, flags or [], urgency)
+        if kind is not None:  # never a form or an offer of credit: care first, then a person
+            urgency = list(dict.fromkeys([*urgency, kind]))
+            return decide("support" if "support" in INTENTS else "handoff", VULNERABLE_REASON + kind)
+        form = _active_form(conversation)
         rule = self.rules.first_rule(message)
         if rule is not None and rule.intent == "handoff":
             return decide("handoff", f"rule:{rule.name}")
         if set(urgency) & set(self.rules.handoff_on):
             return decide("handoff", "urgent:" + ",".join(urgency))
+        if form:
+            interrupted = self._interrupted(message, form, decide)
+            if interrupted is not None:
+                return interrupted
+        picked = self._clarified(conversation, message)
+        if picked is not None:
+            intent, original = picked
+            return decide(intent, "clarified", message=original)
         followup = self.rules.first_followup(conversation, message)
         if followup is not None:
             return decide(followup.intent, FOLLOWUP_REASON + followup.name)
         if rule is not None:
             return decide(rule.intent, f"rule:{rule.name}")
-        form = _active_form(conversation)
         if form and not (best in ("complaint", "handoff") and best != form
                          and scores[best] >= self.rules.form_break_confidence):
             return decide(form, f"form:{form}", scores.get(form, 0.0))
@@ -192,6 +231,54 @@ class Router:
         if scores[best] < self.settings.router_threshold:
             return decide(best, "low_confidence", scores[best])
         return decide(best, "classifier", scores[best])
+
+    # --- dialogue --------------------------------------------------------------------------------
+    def interrupt(self, message: str) -> Interrupt | None:
+        return classify_interrupt(message, self.rules.interrupt_rules)
+
+    def _interrupted(self, message: str, form: str, decide: Any) -> RouteDecision | None:
+        """A turn during an active form: the route its interruption takes, None to stay with the form
+        (an answer, a correction, a product switch). Hand-off requests and urgency come before."""
+        found = self.interrupt(message)
+        if found is None or found.kind in ("correction", "handoff"):
+            return None
+        if found.kind == "cancel":
+            return decide(form, CANCEL_REASON)
+        if found.kind == "complaint_status":
+            return decide("complaint", FOLLOWUP_REASON + "complaint_lookup")
+        if found.kind == "complaint":
+            return decide("complaint", INTERRUPT_REASON + "complaint")
+        if found.kind == "question":
+            return decide("answer", INTERRUPT_REASON + "question")
+        return None
+
+    @cached_property
+    def _vulnerability_rules(self) -> Any:
+        """D3's rule file and detector when installed; None: fall back to the flags."""
+        try:
+            from assistant.guard import vulnerability  # type: ignore[attr-defined]
+        except ImportError:
+            return None
+        path = self.settings.knowledge_dir / "rules" / "vulnerability.yaml"
+        if not path.exists() or not hasattr(vulnerability, "detect_vulnerability"):
+            return None
+        return vulnerability, vulnerability.load_vulnerability_rules(path)
+
+    def vulnerability(self, message: str, flags: list[str], urgency: list[str]) -> str | None:
+        """The kind of vulnerability signal in this turn, or None."""
+        loaded = self._vulnerability_rules
+        if loaded is not None:
+            module, rules = loaded
+            signal = module.detect_vulnerability(message, rules)
+            if signal is not None:
+                return str(signal.kind)
+            return None
+        if _any(self.rules.urgency.unless, message):  # "what happens if I can't pay?" is a question
+            return None
+        for flag in [*urgency, *flags]:
+            if flag in FLAG_KINDS and (flag in urgency or flag == "self_harm"):
+                return FLAG_KINDS[flag]
+        return None
 
     # --- context ---------------------------------------------------------------------------------
     def _failed_twice(self, conversation: Conversation) -> bool:
@@ -253,4 +340,5 @@ def _compiled(pattern: str) -> re.Pattern[str]:
 def _all_patterns(rules: RoutingRules) -> list[str]:
     found = [p for r in [*rules.rules, *rules.followups] for p in r.patterns + r.unless] + rules.urgency.unless
     found += [p for ps in rules.urgency.flags.values() for p in ps]
+    found += rules.followup_rewrite.cues + [p for ps in rules.interrupts.values() for p in ps.patterns + ps.unless]
     return found + [p for ps in rules.clarify_keywords.values() for p in ps]
