@@ -310,6 +310,11 @@ def marketing_tab(s: Services) -> None:
         audience = gr.Textbox(label="Audience", value="existing customers", max_length=120)
         goal = gr.Textbox(label="Goal", value="acquisition", max_length=200)
         tone = gr.Textbox(label="Tone", value="friendly", max_length=60)
+    with gr.Row():
+        occasion = gr.Textbox(label="Occasion", placeholder="e.g. Spring Festival", max_length=80)
+        message = gr.Textbox(label="Key message (every variant says it)", max_length=120)
+        segments = gr.Dropdown([("channel default", 0), ("1 SMS segment", 1), ("2 SMS segments", 2)], value=0,
+                               label="SMS length")
     notes = gr.Textbox(label="Notes for the writer", lines=2, max_length=500)
     draft_button = gr.Button("Draft variants", variant="primary")
     drafts_html = gr.HTML()
@@ -320,7 +325,7 @@ def marketing_tab(s: Services) -> None:
     check_html = gr.HTML()
 
     def draft(product_key, channel_name, lang, n, audience_text, goal_text, tone_text, notes_text,
-              request: gr.Request):
+              occasion_text, message_text, sms_segments, request: gr.Request):
         from assistant.marketing.drafting import Brief, BriefError, export_draft_set
         from pydantic import ValidationError
 
@@ -329,7 +334,9 @@ def marketing_tab(s: Services) -> None:
 
         try:
             brief = Brief(product=product_key, channel=channel_name, language=lang, variants=int(n),
-                          audience=audience_text, goal=goal_text, tone=tone_text, notes=notes_text or "")
+                          audience=audience_text, goal=goal_text, tone=tone_text, notes=notes_text or "",
+                          occasion=occasion_text or "", message=message_text or "",
+                          sms_segments=int(sms_segments) or None)
             drafts = s.features.get("marketing").draft(brief)
         except (BriefError, ValidationError, LookupError) as exc:
             return f"<p class='error'>{html.escape(str(exc))}</p>", None
@@ -347,7 +354,8 @@ def marketing_tab(s: Services) -> None:
             return f"<p>{html.escape(str(exc))}</p>"
         return report_to_html(text, report.model_dump(mode="json"))
 
-    draft_button.click(draft, [product, channel, language, variants, audience, goal, tone, notes],
+    draft_button.click(draft, [product, channel, language, variants, audience, goal, tone, notes, occasion, message,
+                               segments],
                        [drafts_html, export_files], api_visibility="private")
     check_button.click(check, [copy_text, product, channel], [check_html], api_visibility="private")
 
@@ -384,8 +392,25 @@ def drafts_to_html(drafts: dict[str, Any]) -> str:
     for v in drafts.get("variants", []):
         parts.append(f"<h4>{v.get('rank', '')}. {html.escape(v.get('angle', ''))} "
                      f"<small>({html.escape(v.get('id', ''))}, revisions {v.get('revisions', 0)})</small></h4>")
+        parts.append(_score_line(v))
         parts.append(report_to_html(v.get("text", ""), v.get("report") or {}))
     return "".join(parts) or "<p>No drafts.</p>"
+
+
+def _score_line(variant: dict[str, Any]) -> str:
+    """The variant's stated score and, per field, its length (SMS: segments)."""
+    score = variant.get("score") or {}
+    items = [f"score {score.get('total', 0):.2f}"] + [
+        f"{name.replace('_', ' ')} {score[key]:.2f}" for name, key in
+        (("brief coverage", "brief_coverage"), ("clarity", "clarity"), ("compliance", "compliance"),
+         ("length fit", "length_fit"), ("diversity", "diversity")) if key in score]
+    for m in (variant.get("report") or {}).get("metrics") or []:
+        if m.get("unit") == "segments":
+            items.append(f"SMS {m.get('units')} {m.get('encoding')} characters = {m.get('segments')} segment(s)")
+        else:
+            items.append(f"{m.get('field')} {m.get('width')}/{m.get('limit')} wide")
+    title = html.escape(score.get("formula", ""), quote=True)
+    return f"<p class='score' title='{title}'><small>{html.escape(' · '.join(items))}</small></p>"
 
 
 def complaints_tab(s: Services) -> None:

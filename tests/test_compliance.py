@@ -113,6 +113,13 @@ CASES = {
         "APR 11.9%-21.9%, no fee if paid on time.",
         "Meadow Consumer Finance: Meadow Mall, 0% interest on 3 or 6 installments, no fee if paid on time. "
         "APR 11.9%-21.9%.", "mall", None),
+    "fair-lending": (f"{OK} For male shop owners only.", f"{OK} For shop owners.", "cash", None),
+    "fair-lending/region": (f"{OK} We reject applicants from Henan.", f"{OK} Open to applicants in Henan province.",
+                            "cash", None),
+    "fair-lending/age": (f"{OK} Teenagers welcome, even under 16.", f"{OK} For customers aged 18 to 65.", "cash", None),
+    "fair-lending/marital": (f"{OK} No single mothers.", f"{OK} Whatever your family looks like.", "cash", None),
+    "fair-lending/zh": ("【Meadow消费金融】Meadow Cash仅限男性，年化利率9.9%-23.9%，手续费1%。",
+                        "【Meadow消费金融】Meadow Cash年化利率9.9%-23.9%，手续费1%。", "cash", None),
     "product-name-missing/description": (
         "Meadow Consumer Finance: loans for your shop. APR 10.8%-23.9%, 1.5% origination fee.",
         "Meadow Consumer Finance: our small-business loan for shop owners. APR 10.8%-23.9%, 1.5% origination fee.",

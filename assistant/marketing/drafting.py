@@ -26,8 +26,11 @@ from pydantic import BaseModel, Field, field_validator
 
 from assistant.marketing.channels import (
     CHANNELS, Channel, Language, channel_spec, check_limits, display_width, fit_width, measure_fields,
-    parse_fields, render_fields, sms_capacity,
+    parse_fields, render_fields, sms_capacity, sms_segments,
 )
+from assistant.guard.injection import InjectionDetector
+from assistant.marketing.brief_check import brief_problems
+from assistant.marketing.brief_fit import SCORE_FORMULA, brief_coverage, clarity, filler_found
 from assistant.marketing.compliance import (
     ComplianceChecker, ComplianceReport, Finding, Rule, apply_fixes, detect_language, fill_slots, insert_texts,
     load_rule_pack, rules_path,
@@ -82,6 +85,9 @@ class Brief(BaseModel):
     variants: int = Field(3, ge=1, le=10)
     offer: Offer | None = None
     cta: str | None = Field(None, max_length=60)
+    occasion: str = Field("", max_length=80, description="e.g. Spring Festival, back to school")
+    message: str = Field("", max_length=120, description="the one thing every variant must say, in your words")
+    sms_segments: int | None = Field(None, ge=1, le=2, description="SMS length in segments (default: the channel's 2)")
     notes: str = Field("", max_length=500, description="extra guidance for the writer")
 
     @field_validator("channel", mode="before")
@@ -113,6 +119,9 @@ class Score(BaseModel):
     compliance: float
     length_fit: float
     diversity: float
+    brief_coverage: float = 1.0
+    clarity: float = 1.0
+    formula: str = SCORE_FORMULA
 
 
 class Variant(BaseModel):
@@ -166,6 +175,10 @@ class CopyPieces(BaseModel):
     greeting: dict[str, str]
     offer: dict[str, str]
     languages: dict[str, str]
+    occasion_lead: dict[str, str] = Field(default_factory=dict)
+    audience_lead: dict[str, str] = Field(default_factory=dict)
+    filler: dict[str, list[str]] = Field(default_factory=dict)
+    stopwords: dict[str, list[str]] = Field(default_factory=dict)
 
 
 def load_copy_pieces(prompts_dir: Path) -> CopyPieces:
@@ -185,6 +198,8 @@ class MarketingStudio:
         self.checker = checker or ComplianceChecker(load_rule_pack(rules_path(settings)), self.terms)
         self.pieces = load_copy_pieces(settings.prompts_dir)
         self.max_revisions = settings.marketing_max_revisions
+        self.injection = InjectionDetector(settings.injection_train_file if settings.injection_classifier else None,
+                                           settings.injection_threshold)
 
     @property
     def writer(self) -> Literal["template", "free"]:
@@ -223,6 +238,11 @@ class MarketingStudio:
         chunks = self._retrieve(brief, product, warnings)
         count = _candidate_count(brief.variants, with_model=self.chat_model is not None)
         candidates = [self._variant(brief, product, chunks, i) for i in range(count)]
+        for v in candidates:
+            v.score = Score(total=0.0, compliance=0.0, length_fit=0.0, diversity=1.0,
+                            brief_coverage=brief_coverage(v.text, brief, set(self.pieces.stopwords.get(brief.language, []))),
+                            clarity=clarity(v.text, self.pieces.filler.get(brief.language, [])))
+        candidates = _distinct(candidates, brief, warnings)
         ranked = rank_variants(candidates, brief.variants)
         return DraftSet(
             brief=brief, product=product.key, writer=self.writer, variants=ranked,
@@ -236,10 +256,10 @@ class MarketingStudio:
         except KeyError as exc:
             raise BriefError(str(exc.args[0])) from None
         problems = offer_problems(brief.offer, product) if brief.offer else []
-        free_text = " ".join(x for x in [brief.audience, brief.goal, brief.notes, brief.cta or "",
-                                          brief.offer.description if brief.offer else ""] if x)
-        for finding in self._banned_findings(free_text, product):
-            problems.append(f"{finding.rule_id}: {finding.span.text!r} in the brief ({finding.fix})")
+        fields = {"name": brief.name, "audience": brief.audience, "goal": brief.goal, "occasion": brief.occasion,
+                  "message": brief.message, "tone": brief.tone, "notes": brief.notes, "cta": brief.cta or "",
+                  "offer": brief.offer.description if brief.offer else ""}
+        problems += brief_problems(fields, lambda text: self._banned_findings(text, product), self.injection)
         if problems:
             raise BriefError("; ".join(problems))
         return product
@@ -369,6 +389,8 @@ class MarketingStudio:
                 continue
             if self._banned_findings(sentence, product) or _echo_or_noise(sentence, product):
                 continue
+            if filler_found(sentence, self.pieces.filler.get(brief.language, [])):
+                continue
             kept.append(sentence)
             if len(kept) == 2:
                 break
@@ -389,14 +411,35 @@ class MarketingStudio:
             "offer": self._offer_line(brief) if brief.offer else "",
             "cta": brief.cta or self.pieces.cta[language], "notice": self.pieces.credit_notice[language],
             "lender": self._lender_line(brief, product),
+            "lead": self._lead(brief), "audience": self._audience_line(brief),
+            "occasion": self._occasion_line(brief), "message": brief.message,
         }
         layout = _LAYOUTS[brief.channel]
         for dropped in _DROP_ORDER[brief.channel]:
             text = self._with_mentions(layout(parts, self.pieces, language), brief, product)
-            if not check_limits(parse_fields(text, brief.channel), brief.channel):
+            if self._fits(text, brief):
                 return text
             parts[dropped] = ""
         return self._shortened(parts, layout, brief, product)
+
+    def _fits(self, text: str, brief: Brief) -> bool:
+        """Within the channel's limits, and within the brief's SMS segments when it asks for fewer."""
+        if check_limits(parse_fields(text, brief.channel), brief.channel):
+            return False
+        return not (brief.channel == "sms" and brief.sms_segments and sms_segments(text) > brief.sms_segments)
+
+    def _lead(self, brief: Brief) -> str:
+        """The brief's own words that open every variant: the occasion, then the key message."""
+        occasion = self._occasion_line(brief)
+        return _join(brief.language, occasion, brief.message) if (occasion or brief.message) else ""
+
+    def _occasion_line(self, brief: Brief) -> str:
+        template = self.pieces.occasion_lead.get(brief.language, "")
+        return fill_slots(template, {"occasion": brief.occasion}) if template and brief.occasion else ""
+
+    def _audience_line(self, brief: Brief) -> str:
+        template = self.pieces.audience_lead.get(brief.language, "")
+        return fill_slots(template, {"audience": brief.audience}) if template and brief.audience else ""
 
     def _shortened(self, parts: dict[str, str], layout: Callable, brief: Brief, product: ProductTerms) -> str:
         """Last resort: cut the hook until the copy fits (never the disclosure or the mentions)."""
@@ -404,7 +447,7 @@ class MarketingStudio:
         while True:
             parts["hook"] = hook
             text = self._with_mentions(layout(parts, self.pieces, brief.language), brief, product)
-            if not check_limits(parse_fields(text, brief.channel), brief.channel) or not hook:
+            if self._fits(text, brief) or not hook:
                 return text
             hook = fit_width(hook, max(0, display_width(hook) - 8))
 
@@ -478,32 +521,53 @@ def _join(language: str, *pieces: str) -> str:
 
 
 def _sms(p: dict[str, str], pieces: CopyPieces, lang: str) -> str:
-    return _join(lang, p["hook"], p["wording"], p["disclosure"], p["offer"], p["cta"])
+    return _join(lang, p["audience"], p["occasion"], p["message"], p["hook"], p["wording"], p["disclosure"], p["offer"],
+                 p["cta"])
 
 
 def _push(p: dict[str, str], pieces: CopyPieces, lang: str) -> str:
-    hook = p["hook"].rstrip(".。")
     limit = CHANNELS["push"].field("title").limit
-    title = hook if display_width(hook) <= limit else fit_width(hook, limit)
-    return render_fields({"title": title, "body": _join(lang, p["wording"] or p["alt"], p["disclosure"], p["offer"])},
-                         "push")
+    title = _title(p, limit)
+    lead = _rest_of_lead(p, title, lang)
+    body = _join(lang, p["audience"], lead, p["wording"] or p["alt"], p["disclosure"], p["offer"])
+    return render_fields({"title": title, "body": body}, "push")
+
+
+def _title(p: dict[str, str], limit: int) -> str:
+    """The brief's lead (or its occasion, or its message) when it fits the title, else the angle's hook."""
+    for candidate in (p["lead"], p["occasion"], p["message"], p["hook"]):
+        candidate = candidate.rstrip(".。")
+        if candidate and display_width(candidate) <= limit:
+            return candidate
+    return fit_width(p["hook"].rstrip(".。"), limit)
 
 
 def _email(p: dict[str, str], pieces: CopyPieces, lang: str) -> str:
-    subject = p["hook"].rstrip(".。")
-    paragraphs = [pieces.greeting[lang], _join(lang, p["wording"] or p["hook"], p["alt"]),
+    subject = _title(p, CHANNELS["email"].field("subject").limit)
+    lead = _rest_of_lead(p, subject, lang)
+    paragraphs = [pieces.greeting[lang], _join(lang, p["audience"], lead), _join(lang, p["wording"] or p["hook"], p["alt"]),
                   _join(lang, p["disclosure"], p["notice"]), _join(lang, p["offer"]), _join(lang, p["cta"]),
                   p["lender"]]
     return render_fields({"subject": subject, "body": "\n".join(x for x in paragraphs if x)}, "email")
 
 
 def _banner(p: dict[str, str], pieces: CopyPieces, lang: str) -> str:
-    return render_fields({"headline": p["hook"].rstrip(".。"), "body": _join(lang, p["disclosure"], p["offer"]),
+    headline = _title(p, CHANNELS["banner"].field("headline").limit)
+    lead = _rest_of_lead(p, headline, lang)
+    return render_fields({"headline": headline, "body": _join(lang, lead, p["disclosure"], p["offer"]),
                           "cta": pieces.cta_short[lang]}, "banner")
 
 
+def _rest_of_lead(p: dict[str, str], title: str, lang: str) -> str:
+    """What of the brief's lead the title did not already say."""
+    same = lambda x: x.rstrip(".。?？") == title.rstrip(".。?？")  # noqa: E731
+    if same(p["lead"]):
+        return ""
+    return _join(lang, *(x for x in (p["occasion"], p["message"]) if x and not same(x)))
+
+
 def _social(p: dict[str, str], pieces: CopyPieces, lang: str) -> str:
-    return _join(lang, p["hook"], p["wording"], p["alt"], p["disclosure"], p["notice"], p["offer"], p["cta"])
+    return _join(lang, p["audience"], p["lead"], p["hook"], p["wording"], p["alt"], p["disclosure"], p["notice"], p["offer"], p["cta"])
 
 
 _LAYOUTS: dict[str, Callable[[dict[str, str], CopyPieces, str], str]] = {
@@ -511,26 +575,40 @@ _LAYOUTS: dict[str, Callable[[dict[str, str], CopyPieces, str], str]] = {
 }
 # What goes first when the copy is too long (never the disclosure, the offer or a required mention).
 _DROP_ORDER = {
-    "sms": ["wording", "cta", "hook"], "push": ["wording", "alt"], "email": ["wording", "alt"],
-    "banner": ["wording", "alt"], "social": ["alt", "notice", "wording", "cta", "hook"],
+    "sms": ["wording", "audience", "cta", "occasion", "hook"], "push": ["wording", "audience", "alt"],
+    "email": ["wording", "alt"], "banner": ["wording", "alt", "message", "occasion"], "social": ["alt", "notice", "wording", "cta", "audience", "hook"],
 }
 
 
 # --- ranking ------------------------------------------------------------------------------------
 
 
+def _distinct(variants: list[Variant], brief: Brief, warnings: list[str]) -> list[Variant]:
+    """Identical texts are one variant; say so when fewer distinct ones fit than were asked for."""
+    seen: dict[str, Variant] = {}
+    for v in variants:
+        seen.setdefault(v.text, v)
+    if len(seen) < brief.variants:
+        warnings.append(f"only {len(seen)} distinct variant(s) fit the {brief.channel} limits"
+                        + (f" of {brief.sms_segments} segment(s)" if brief.channel == "sms" and brief.sms_segments else ""))
+    return list(seen.values())
+
+
 def rank_variants(variants: list[Variant], keep: int, diversity_weight: float = 0.5) -> list[Variant]:
     """Passing first; then length fit; then greedy diversity (maximal marginal relevance)."""
     for v in variants:
         compliance = 1.0 if v.passed else max(0.0, 0.5 - 0.1 * len(v.report.findings))
-        v.score = Score(total=0.0, compliance=compliance, length_fit=length_fit(v), diversity=1.0)
+        fit = v.score or Score(total=0.0, compliance=0.0, length_fit=0.0, diversity=1.0)
+        v.score = fit.model_copy(update={"compliance": compliance, "length_fit": length_fit(v)})
     pool = list(variants)
     chosen: list[Variant] = []
     while pool and len(chosen) < keep:
         def value(v: Variant) -> float:
             overlap = max((jaccard(v.text, c.text) for c in chosen), default=0.0)
             v.score.diversity = round(1.0 - overlap, 3)
-            v.score.total = round(2.0 * v.score.compliance + v.score.length_fit + diversity_weight * v.score.diversity, 3)
+            s = v.score
+            s.total = round(2.0 * s.compliance + s.brief_coverage + s.clarity + 0.5 * s.length_fit
+                            + diversity_weight * s.diversity, 3)
             return v.score.total
         best = max(pool, key=lambda v: (v.passed, value(v)))
         chosen.append(best)
