@@ -113,9 +113,6 @@ class Settings(BaseSettings):
     staff_roles: dict[str, str] = Field(default_factory=dict, description="staff key (or its sha256: digest) -> comma-separated roles: agent, complaints, marketer, qa, admin; a key not listed here has staff_default_roles")
     staff_default_roles: str = Field("admin", description="roles of a staff key that staff_roles does not name")
     inbox_presence_s: float = Field(60.0, gt=0, description="an agent counts as online this long after their inbox page last refreshed")
-    staff_roles: dict[str, str] = Field(default_factory=dict, description="staff key (or its sha256: digest) -> comma-separated roles: agent, complaints, marketer, qa, admin; a key not listed here has staff_default_roles")
-    staff_default_roles: str = Field("admin", description="roles of a staff key that staff_roles does not name")
-    inbox_presence_s: float = Field(60.0, gt=0, description="an agent counts as online this long after their inbox page last refreshed")
     allowed_origins: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:7860", "http://localhost:7860"])
     widget_origins: list[str] = Field(default_factory=lambda: ["*"], description="pages that may embed the "
                                       "widget (its customer endpoints only); staff endpoints use allowed_origins")
