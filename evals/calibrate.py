@@ -37,7 +37,7 @@ class Observed:
 
 def observe(system: Any, rows: list[dict[str, Any]], faq_grid: list[float], min_grid: list[float],
             show_progress: bool = True) -> list[Observed]:
-    from assistant.skills.answer import AnswerSkill, faq_answer, product_filter, resolve_query
+    from assistant.skills.answer import AnswerSkill, faq_answer, most_similar, product_filter, resolve_query
     from assistant.skills.base import final_reply
     from assistant.types import Conversation, Message, RouteDecision, Turn
 
@@ -50,7 +50,7 @@ def observe(system: Any, rows: list[dict[str, Any]], faq_grid: list[float], min_
             conversation.messages += [Message(role="user", content=earlier), Message(role="assistant", content="")]
         query, products = resolve_query(conversation, row["question"], system.terms)
         chunks = system.kb.retrieve(query, system.settings.retrieval_k, filters=product_filter(products))
-        best = chunks[0] if chunks else None
+        best = most_similar(chunks)  # the skill's own choice
         score = best.score if best else 0.0
         is_faq = bool(best and best.type == "faq")
         # Generate only where some pair of the grid would take the generated path.
