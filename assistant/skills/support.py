@@ -60,10 +60,14 @@ class SupportSkill:
             return route.model_copy(update={"intent": "support", "reason": f"vulnerability:{signal.kind}",
                                             "urgency": list(dict.fromkeys([*signal.kinds, *route.urgency])),
                                             "confidence": 1.0})
-        if self.blocks_credit(conversation) and (route.intent == "eligibility" or asks_for_credit(message, self.rules)):
-            kind = support_state(conversation).get("kind") or "hardship"
+        if not self.blocks_credit(conversation):
+            return route
+        kind = support_state(conversation).get("kind") or "hardship"
+        if route.intent == "eligibility" or asks_for_credit(message, self.rules):
             return route.model_copy(update={"intent": "support", "reason": "vulnerability_active",
                                             "urgency": list(dict.fromkeys([kind, *route.urgency]))})
+        if route.intent == "handoff" and route.urgency:  # an urgent hand-off joins the open ticket
+            return route.model_copy(update={"intent": "support", "reason": f"vulnerability:{kind}"})
         return route
 
     # --- the skill -------------------------------------------------------------------------------------
@@ -74,9 +78,9 @@ class SupportSkill:
         conversation, text = turn.conversation, turn.route.message or turn.message
         signal = self.detect(text)
         state = support_state(conversation)
-        if signal is None and state.get("active"):
+        if signal is None and state.get("active") and turn.route.reason == "vulnerability_active":
             return self._credit_paused(turn, state)
-        kinds = signal.kinds if signal else ([u for u in turn.route.urgency if u in self.rules.kinds] or ["distress"])
+        kinds = signal.kinds if signal else self._kinds_of(turn.route.urgency, state)
         _close_form(conversation)
         receipt, linked = self._ticket(turn, kinds, text, state)
         kind = kinds[0]
@@ -91,9 +95,15 @@ class SupportSkill:
         return Reply(text=" ".join(p for p in parts if p), path="handoff", trace_id=turn.trace_id,
                      citations=citations, flags=["vulnerable", *kinds],
                      ticket={**ticket.summary(), "stored": receipt.stored, "linked": linked,
-                             "respond_by": ticket.ack_due.isoformat()},
+                             "respond_by": ticket.ack_due.isoformat(), "respond_by_local": values["respond_by"]},
                      meta={"support": {"kind": kind, "kinds": kinds, "linked": linked,
                                        "matched": signal.matched if signal else []}})
+
+    def _kinds_of(self, urgency: list[str], state: dict[str, Any]) -> list[str]:
+        """Kinds named by the route's urgency flags, else the open difficulty's, else distress."""
+        kinds = [self.rules.flag_kinds.get(u, u) for u in urgency]
+        kinds = [k for k in dict.fromkeys(kinds) if k in self.rules.kinds]
+        return kinds or [state.get("kind") or "distress"]
 
     def _credit_paused(self, turn: Turn, state: dict[str, Any]) -> Reply:
         values = {**self._lender(), "ticket_id": state.get("ticket_id", "")}
