@@ -95,7 +95,7 @@ def list_tickets(status: str | None = Query(None, max_length=40), team: str | No
         found = tickets.list(where)
     except TicketError as exc:
         raise HTTPException(422, str(exc)) from exc
-    view = (lambda t: t.model_dump(mode="json", exclude={"events"})) if who.is_staff else customer_view
+    view = (lambda t: staff_view(t, exclude={"events"})) if who.is_staff else customer_view
     return JSONResponse([view(t) for t in found])
 
 
@@ -105,7 +105,7 @@ def get_ticket(ticket_id: str, who: Caller = Depends(customer_caller),
     """One ticket: the customer's own (404 for anyone else's), or any for staff (with its history)."""
     ticket = _ticket_or_404(s, ticket_id)
     if who.is_staff:
-        return JSONResponse(ticket.model_dump(mode="json"))
+        return JSONResponse(staff_view(ticket))
     if ticket.customer_ref != customer_id_of(who):
         raise HTTPException(404, "ticket not found")
     return JSONResponse(customer_view(ticket))
@@ -114,16 +114,28 @@ def get_ticket(ticket_id: str, who: Caller = Depends(customer_caller),
 @router.patch("/api/tickets/{ticket_id}", responses=ERRORS)
 def update_ticket(ticket_id: str, body: TicketPatch, who: Caller = Depends(staff_caller),
                   s: Services = Depends(services)) -> JSONResponse:
-    """Change a ticket's status, extend its deadline (the note is the notice to the customer), or add a note."""
+    """Change a ticket's status, extend its deadline (the note is the notice to the customer), or add a note.
+    The house rules of the staff pages apply: resolving or closing needs a note and `confirm: true`, and
+    moving an ended ticket back is a reopen (complaints officers)."""
     from assistant.store.tickets import TicketError
+    from serve.staff_tickets import MoveRefused, move_ticket
 
     _ticket_or_404(s, ticket_id)
     try:
-        ticket = s.features.get("tickets").update(ticket_id, status=body.status, note=body.note or "",
-                                                  actor=who.client, extend=body.extend)
+        ticket = move_ticket(s, ticket_id, body.status, body.note or "", who.client, body.confirm, who.roles,
+                             extend=body.extend)
+    except MoveRefused as exc:
+        raise HTTPException(422, str(exc)) from exc
     except TicketError as exc:
         raise HTTPException(422, str(exc)) from exc
-    return JSONResponse(ticket.model_dump(mode="json"))
+    return JSONResponse(staff_view(ticket))
+
+
+def staff_view(ticket: Any, exclude: set[str] | None = None) -> dict[str, Any]:
+    """A complaint shows what the complaint needs: not the conversation excerpt (loan-form answers
+    stay with the conversation); a hand-off keeps it, an agent needs the context."""
+    hidden = set(exclude or ()) | ({"excerpt"} if ticket.kind == "complaint" else set())
+    return ticket.model_dump(mode="json", exclude=hidden)
 
 
 def _ticket_or_404(s: Services, ticket_id: str) -> Any:

@@ -138,3 +138,4 @@ class TicketPatch(Strict):
     status: str | None = Field(None, min_length=1, max_length=40, description="e.g. acknowledged, resolved")
     note: str | None = Field(None, max_length=2000, description="kept in the ticket's history")
     extend: bool = Field(False, description="extend the resolution deadline; the note is the notice to the customer")
+    confirm: bool = Field(False, description="must be true for a move that ends the ticket (resolved, closed)")

@@ -126,3 +126,18 @@ def test_page_moves_follow_the_same_rules(env):
     assert "only complaints officers" in reopen_html(s, ticket_id, "why", "staff:x", frozenset({"qa"}))
     assert "in_progress" in reopen_html(s, ticket_id, "not fixed", "staff:x", frozenset({"complaints"}))
     assert KEYS  # the keys the light app was built with
+
+
+def test_the_patch_endpoint_follows_the_same_rules_and_view(env):
+    client, s = env
+    ticket_id = complaint(s)
+    patch = f"/api/tickets/{ticket_id}"
+    bare = client.patch(patch, json={"status": "closed"}, headers=bearer("complaints"))
+    assert bare.status_code == 422 and "note" in str(bare.json())
+    unconfirmed = client.patch(patch, json={"status": "closed", "note": "settled"}, headers=bearer("complaints"))
+    assert unconfirmed.status_code == 422
+    done = client.patch(patch, json={"status": "resolved", "note": "settled", "confirm": True},
+                        headers=bearer("complaints"))
+    assert done.status_code == 200 and done.json()["status"] == "resolved" and "excerpt" not in done.json()
+    shown = client.get(patch, headers=bearer("complaints")).json()
+    assert "excerpt" not in shown and shown["id"] == ticket_id
