@@ -66,7 +66,8 @@ class SupportSkill:
         if route.intent == "eligibility" or asks_for_credit(message, self.rules):
             return route.model_copy(update={"intent": "support", "reason": "vulnerability_active",
                                             "urgency": list(dict.fromkeys([kind, *route.urgency]))})
-        if route.intent == "handoff" and route.urgency:  # an urgent hand-off joins the open ticket
+        # an urgent hand-off or a complaint joins the open ticket: one case, with the specialist team
+        if (route.intent == "handoff" and route.urgency) or route.intent == "complaint":
             return route.model_copy(update={"intent": "support", "reason": f"vulnerability:{kind}"})
         return route
 
