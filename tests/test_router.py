@@ -167,9 +167,11 @@ def test_a_complaint_or_a_general_question_is_not_a_status_question(router, mess
     assert reason is None or decision.reason == reason
 
 
-def test_a_status_question_does_not_break_a_form(router):
+def test_a_status_question_during_a_form_gets_the_status_not_a_ticket(router):
+    # issue 13: a status question interrupts the form (answered, then the form resumes)
     filling_in = Conversation(state={"eligibility": {"active": True, "asking": "monthly_income"}})
-    assert not route(router, "any update on CMP-261129-ABC123?", filling_in).reason.startswith("followup:")
+    decision = route(router, "any update on CMP-261129-ABC123?", filling_in)
+    assert (decision.intent, decision.reason) == ("complaint", "followup:complaint_lookup")
 
 
 def test_asking_for_a_human_is_a_rule(router):
@@ -189,7 +191,11 @@ def test_asking_for_a_human_is_a_rule(router):
 ])
 def test_urgency_hands_off(router, message, flag):
     decision = route(router, message)
-    assert decision.intent == "handoff" and flag in decision.urgency and decision.reason.startswith("urgent:")
+    # issue 13: a vulnerable customer goes to the support skill first (it hands off urgently)
+    if decision.intent == "support":
+        assert decision.reason.startswith("vulnerable:")
+    else:
+        assert decision.intent == "handoff" and flag in decision.urgency and decision.reason.startswith("urgent:")
 
 
 @pytest.mark.parametrize("message", [

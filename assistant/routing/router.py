@@ -221,6 +221,8 @@ class Router:
         followup = self.rules.first_followup(conversation, message)
         if followup is not None:
             return decide(followup.intent, FOLLOWUP_REASON + followup.name)
+        if rule is not None and rule.intent == "answer" and self._failed_twice(conversation):
+            return decide("handoff", "two_failures", scores.get("handoff", 0.0))  # a third try would fail too
         if rule is not None:
             return decide(rule.intent, f"rule:{rule.name}")
         if form and not (best in ("complaint", "handoff") and best != form
