@@ -37,7 +37,7 @@ class UsageError(ValueError):
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m evals", description=(
-        "Run the Meadow assistant's eval suites; write reports/<timestamp>/results.json and report.html; "
+        "Run the Meadow assistant's eval suites; write data/reports/<timestamp>/results.json and report.html; "
         "exit non-zero when a metric misses its threshold."))
     p.add_argument("--suite", default=",".join(SUITES),
                    help=f"comma-separated: {','.join(SUITES)}; 'ci' alone is the fast slice of every suite, "
