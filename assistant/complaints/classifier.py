@@ -25,7 +25,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, Field
 
-from assistant.config import PROJECT_ROOT, Settings
+from assistant.config import Settings
 from assistant.public_data import resolve_datasets_dir
 from assistant.routing.textclf import (
     CachedEmbedder, DataError, EmbeddingClassifier, embed_long, fit_with_validation, in_holdout, metrics,
