@@ -177,10 +177,7 @@ class ChatService:
             for _ in range(SAVE_ATTEMPTS):
                 try:
                     with store_errors():
-                        if version is None:
-                            self.store.save(conversation)
-                        else:
-                            self.store.save(conversation, expected_version=version)
+                        self.store.save(conversation, expected_version=version)
                     return
                 except ConversationConflict:
                     ours = conversation.messages[before:]
@@ -222,10 +219,7 @@ class ChatService:
             message.meta["feedback"] = {"rating": rating, "comment": comment, "at": utcnow().isoformat()}
             try:
                 with store_errors():
-                    if version is None:
-                        self.store.save(conversation)
-                    else:
-                        self.store.save(conversation, expected_version=version)
+                    self.store.save(conversation, expected_version=version)
             except ConversationConflict:  # a turn was saved in between: apply the rating to the new version
                 continue
             self.metrics.feedback.labels(rating=rating).inc()

@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from test_eligibility_skill are parameters here)
 """The eligibility form inside a conversation (issue 13): typed state, the dialogue manager's
 calls (form_active, resume_prompt, cancel), corrections, product switches, cancels, term vs age,
 everyday ages, debts and amounts. Real scorecard, real terms; no mocks."""
@@ -6,44 +7,17 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.config import Settings
-from assistant.knowledge.terms import load_terms
-from assistant.scoring.client import InProcessScoringClient, build_scorer
-from assistant.skills.base import final_reply
 from assistant.skills.eligibility import EligibilitySkill
 from assistant.skills.eligibility_form import EligibilityForm, is_cancel, load_form, product_in
-from assistant.types import Conversation, Message, RouteDecision, Turn
+from assistant.types import Conversation
 
-ROUTE = RouteDecision(intent="eligibility")
-
-
-@pytest.fixture(scope="module")
-def settings():
-    return Settings(_env_file=None)
-
-
-@pytest.fixture(scope="module")
-def client(settings):
-    return InProcessScoringClient(build_scorer(settings))
-
-
-@pytest.fixture(scope="module")
-def terms(settings):
-    return load_terms(settings.terms_file)
+# The same real scorecard, terms and turn loop as the skill's own tests.
+from test_eligibility_skill import chat, client, settings, terms  # noqa: E402,F401  (fixtures)
 
 
 @pytest.fixture
 def skill(settings, client, terms):
     return lambda: EligibilitySkill(settings, client, terms)
-
-
-def chat(skill, conversation: Conversation, messages: list[str]):
-    replies = []
-    for text in messages:
-        reply = final_reply(skill().stream(Turn(conversation=conversation, message=text, route=ROUTE)))
-        conversation.messages += [Message(role="user", content=text), Message(role="assistant", content=reply.text)]
-        replies.append(reply)
-    return replies
 
 
 def answers(conversation: Conversation) -> dict:
