@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     # `python -m evals.calibrate` on all 258 rows (2026-11-29): 0.65 / 0.45 scores the same outcome
     # (0.752) as 0.80 / 0.45 with the FAQ fast path taken for 53% of questions instead of 28%
     faq_threshold: float = Field(0.65, ge=0.0, le=1.0)
+    faq_margin: float = Field(0.05, ge=0, le=1, description="the FAQ fast path needs its entry this far ahead of "
+                              "the next passage in similarity; closer, the passages are read instead")
     answer_min_score: float = Field(0.47, ge=0.0, le=1.0)  # on the most similar passage (issue 13)
 
     # Marketing studio (assistant/marketing/drafting.py, assistant/marketing/compliance.py)

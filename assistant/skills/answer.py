@@ -63,7 +63,8 @@ class AnswerSkill:
         # with the question above the FAQ entry that asks the same thing. RRF still orders the
         # passages the model sees and cites.
         best = most_similar(chunks)
-        if best is not None and best.type == "faq" and best.score >= self.settings.faq_threshold:
+        if best is not None and best.type == "faq" and best.score >= self.settings.faq_threshold \
+                and lead_over_rest(best, chunks) >= self.settings.faq_margin:
             yield self._reply(faq_answer(best), "faq", [best], chunks, timings)
         elif best is None or best.score < self.settings.answer_min_score:
             yield self._reply(self.replies["no_answer"], "no_answer", [], chunks, timings)
@@ -182,6 +183,14 @@ def faq_answer(chunk: Chunk) -> str:
 def most_similar(chunks: list[Chunk]) -> Chunk | None:
     """The passage most similar to the question (dense cosine); the earlier one on a tie."""
     return max(chunks, key=lambda c: c.score) if chunks else None
+
+
+def lead_over_rest(best: Chunk, chunks: list[Chunk]) -> float:
+    """How far the best passage is ahead of the next one. A short follow-up ("and the late fee?
+    Meadow Flex") sits almost as close to several entries; a curated answer then risks being the
+    wrong entry's, so the passages are read instead."""
+    rest = [c.score for c in chunks if c is not best]
+    return best.score - max(rest) if rest else 1.0
 
 
 def cite(answer: str, context: list[Chunk]) -> list[Chunk]:
