@@ -177,7 +177,7 @@ def test_a_status_question_during_a_form_gets_the_status_not_a_ticket(router):
 def test_asking_for_a_human_is_a_rule(router):
     decision = route(router, "can I speak to a real person")
     assert (decision.intent, decision.reason, decision.confidence) == ("handoff", "rule:human_request", 1.0)
-    assert set(decision.scores) == {"answer", "eligibility", "complaint", "handoff", "smalltalk", "out_of_scope"}
+    assert set(decision.scores) >= {"answer", "eligibility", "complaint", "handoff", "smalltalk", "out_of_scope"}
     assert route(router, "What are the hotline hours to talk to an agent?").reason != "rule:human_request"
 
 
