@@ -20,6 +20,7 @@ from assistant.metrics import GuardMetrics
 from assistant.pipeline import Assistant
 from assistant.types import (Chunk, Citation, Conversation, GuardVerdict, Reply, RouteDecision, ToolCall,
                              Turn)
+from stub_router import AnswerRouter
 
 CARD, PHONE, CODE = "4111111111111111", "13812345678", "482913"
 
@@ -176,12 +177,6 @@ class EchoSkill:
                     meta={"model": "echo", "prompt_version": "test"})
 
 
-class AnswerRouter:
-    """Sends everything to the answer skill: the trained router needs a model file built by its own
-    step, and routing is not what this test is about."""
-
-    def route(self, conversation, message):
-        return RouteDecision(intent="answer", confidence=1.0, reason="test")
 
 
 def test_pipeline_records_every_turn_redacted(settings):

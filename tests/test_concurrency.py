@@ -26,7 +26,8 @@ from assistant.skills.complaints import ComplaintSkill
 from assistant.store.audit import AuditLog
 from assistant.store.conversations import ConversationStore
 from assistant.store.tickets import TicketService
-from assistant.types import Conversation, Delta, Reply, RouteDecision, Turn
+from assistant.types import Conversation, Delta, Reply, Turn
+from stub_router import AnswerRouter
 
 STAFF_KEY = "staff-key-for-concurrency-tests-0123"
 
@@ -46,19 +47,6 @@ class CountingEcho:
         yield Reply(text=f"echo {turn.message} after {seen}", path="generated")
 
 
-class AnswerRouter:
-    """Sends everything to the answer skill (the trained router needs its own model file; routing is
-    not what these tests are about). Its rules are the defaults: no follow-up rewriting."""
-
-    def __init__(self):
-        from types import SimpleNamespace
-
-        from assistant.dialogue.followup import FollowupRules
-
-        self.rules = SimpleNamespace(followup_rewrite=FollowupRules())
-
-    def route(self, conversation, message, **_):
-        return RouteDecision(intent="answer", confidence=1.0, reason="test")
 
 
 class FeesClassifier:
