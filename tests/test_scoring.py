@@ -326,10 +326,11 @@ def test_cli_score_json_and_bad_input(monkeypatch):
 
 def test_speed_targets(scorer):
     """Targets on a 2-core machine: >= 20,000 applicants/s batch, p50 < 2 ms single call. The test
-    asserts the latency target and a loose throughput floor (other jobs share the CPUs)."""
+    asserts the latency target and a loose throughput floor per CPU-second (CI shares its CPUs). The
+    bench turns the per-decision log off: with an earlier test's INFO logging it measured 1,812/s."""
     result = run_bench(scorer, rows=5000, calls=300)
-    assert result["single"]["p50_ms"] < 2.0
-    assert result["batch"]["applicants_per_s"] > 5000
+    assert result["single"]["p50_ms"] < 2.0, result
+    assert result["batch"]["applicants_per_cpu_s"] > 5000, result
     assert math.isfinite(result["batch"]["seconds"])
 
 
