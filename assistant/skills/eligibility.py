@@ -82,6 +82,16 @@ class EligibilitySkill:
         f = next((f for f in fields if f.name == form.asking), None) or next_missing(fields, form.answers)
         return None if f is None else self._question(f, form)
 
+    def is_offered_choice(self, conversation: Any, text: str) -> bool:
+        """True when the message is, as it stands, one of the choices the open form is asking for
+        ("unemployed" at the job question): the form's answer, not a signal about the customer."""
+        form = load_form(conversation)
+        if not form.active or form.stage != "collect" or not form.asking:
+            return False
+        f = next((f for f in self.fields_for(form.product) if f.name == form.asking), None)
+        said = " ".join(text.lower().replace("_", " ").split())
+        return f is not None and f.kind == "choice" and any(said == c.replace("_", " ") for c in f.choices or [])
+
     def cancel(self, conversation: Any) -> str:
         """End the form (its answers discarded, nothing submitted) and say so."""
         form = load_form(conversation)
