@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from assistant.config import PROJECT_ROOT, Settings
 from assistant.knowledge.embeddings import load_embedder
+from assistant.guard.vulnerability import load_vulnerability_rules, vulnerability_rules_file
 from assistant.routing.router import Router, load_routing_rules, routing_rules_file
 from assistant.cli.router import app
 from assistant.routing.train import evaluate_routes, handwritten
@@ -122,6 +123,20 @@ def test_a_bare_question_is_about_the_complaint_only_right_after_it(router):
     assert route(router, "what happens next?", filling_in).intent == "eligibility"
 
 
+@pytest.mark.parametrize("message", [
+    "still waiting, second time writing",
+    "this is the 3rd time I'm writing",
+    "when will you answer?",
+    "nobody has replied to me",
+    "the deadline passed and nothing",
+])
+def test_chasing_the_complaint_of_this_conversation_is_about_it_at_any_later_turn(router, message):
+    later = _with_ticket(("What is the APR on Meadow Flex?", "answer"))
+    decision = route(router, message, later)
+    assert (decision.intent, decision.reason) == ("complaint", "followup:complaint_chase")
+    assert not route(router, message).reason.startswith("followup:complaint_chase")  # no ticket here
+
+
 def test_without_a_ticket_a_question_about_complaints_is_a_general_question(router):
     decision = route(router, "how long will it take you to resolve my complaint?")
     assert (decision.intent, decision.reason) == ("answer", "rule:complaint_howto")
@@ -147,6 +162,8 @@ def test_a_new_problem_after_a_ticket_is_a_new_complaint(router, message):
     "have you looked at my complaint?",
     "I'm following up on my complaint from last week",
     "what's my complaint reference?",
+    "ticket 20250311-0042, the deadline passed",
+    "ref no. 88412-7: any news?",
 ])
 def test_a_question_about_an_earlier_complaint_is_a_status_question_in_a_new_conversation(router, message):
     decision = route(router, message)
@@ -165,6 +182,19 @@ def test_a_complaint_or_a_general_question_is_not_a_status_question(router, mess
     assert not decision.reason.startswith("followup:")
     assert intent is None or decision.intent == intent
     assert reason is None or decision.reason == reason
+
+
+@pytest.mark.parametrize("message, intent", [
+    ("Your collector called my family, is that even allowed?", "complaint"),
+    ("your agent told my boss about my loan", "complaint"),
+    ("they called my parents about my debt, the collector was rude", "complaint"),
+    ("what if a collector calls my family?", "answer"),
+    ("will Meadow call my family about my debt?", "answer"),
+])
+def test_what_a_collector_did_is_a_complaint_even_as_a_question(router, message, intent):
+    decision = route(router, message)
+    assert decision.intent == intent, decision
+    assert (decision.reason == "rule:reported_conduct") == (intent == "complaint")
 
 
 def test_a_status_question_during_a_form_gets_the_status_not_a_ticket(router):
@@ -265,7 +295,9 @@ def test_routing_rules_file_is_valid():
     assert {r.name for r in rules.rules} >= {"human_request", "complaint_howto", "product_question"}
     assert {r.name for r in rules.followups} >= {"complaint_status", "complaint_status_next", "complaint_lookup"}
     assert {r.name for r in rules.rules} >= {"complaint_request"}
-    assert set(rules.handoff_on) <= set(rules.urgency.flags)
+    # every hand-off flag is detected somewhere: here (collector threats) or in the vulnerability rules
+    vulnerability = load_vulnerability_rules(vulnerability_rules_file(Settings(_env_file=None)))
+    assert set(rules.handoff_on) <= set(rules.urgency.flags) | set(vulnerability.flag_kinds)
 
 
 def test_intent_dataset_covers_every_intent():

@@ -10,8 +10,9 @@ two failed answers in a row hand off, a reply to a clarifying question picks its
 `settings.router_threshold` the decision carries reason="low_confidence": the pipeline then asks a
 clarifying question instead of guessing.
 
-Before all of that, the dialogue comes first: a customer in distress (the vulnerability rules, or
-the guard's flags) goes to the "support" skill (hand-off where it is not installed), and a turn
+Before all of that, the dialogue comes first: a customer in distress (knowledge_base/rules/
+vulnerability.yaml, which also names the fraud, self-harm, bereavement and hardship urgency flags)
+goes to the "support" skill (hand-off where it is not installed), and a turn
 during an active form is checked for interruptions (assistant/dialogue/interrupts.py): cancel
 ends the form, a question is answered (the pipeline then re-asks the form's question), a question
 about a complaint already made gets its status, a hand-off request a person; the rest (answers,
@@ -28,6 +29,8 @@ import yaml
 from pydantic import BaseModel, Field
 
 from assistant.config import Settings
+from assistant.guard.vulnerability import (VulnerabilityRules, VulnerabilitySignal, detect_vulnerability,
+                                           load_vulnerability_rules, vulnerability_rules_file)
 from assistant.dialogue.followup import FollowupRules
 from assistant.dialogue.interrupts import Interrupt, InterruptRules, PatternSet, classify_interrupt
 from assistant.routing.textclf import EmbeddingClassifier
@@ -42,10 +45,6 @@ FOLLOWUP_REASON = "followup:"  # + the follow-up rule's name: answer about what 
 INTERRUPT_REASON = "interrupt:"  # + the kind: a turn that interrupted an active form
 CANCEL_REASON = "form:cancel"
 VULNERABLE_REASON = "vulnerable:"  # + the signal's kind
-# Without the vulnerability rules (knowledge_base/rules/vulnerability.yaml), the guard's flags and
-# the urgency flags name the signal: flag -> the vulnerability kind it means.
-FLAG_KINDS = {"self_harm": "self_harm", "hardship": "hardship", "bereavement": "bereavement",
-              "fraud": "scam", "identity_theft": "account_takeover"}
 _FIRST_PERSON = re.compile(r"\b(i|i'm|i've|i'd|i'll|me|my|mine|myself|we|we're|our|us)\b", re.I)
 
 
@@ -194,13 +193,14 @@ class Router:
                flags: list[str] | None = None) -> RouteDecision:
         """The decision for a message whose classifier scores are known (`flags`: the guard's)."""
         best = max(scores, key=scores.get)
-        urgency = self.rules.detect_urgency(message)
+        signal = detect_vulnerability(message, self.vulnerability_rules)
+        urgency = self.urgency(message, signal)
 
         def decide(intent: str, reason: str, confidence: float = 1.0, **extra: Any) -> RouteDecision:
             return RouteDecision(intent=intent, confidence=round(confidence, 4), urgency=urgency, reason=reason,
                                  scores=scores, **extra)
 
-        kind = self.vulnerability(message, flags or [], urgency)
+        kind = signal.kind if signal is not None else None
         if kind is not None:  # never a form or an offer of credit: care first, then a person
             urgency = list(dict.fromkeys([*urgency, kind]))
             return decide("support" if "support" in INTENTS else "handoff", VULNERABLE_REASON + kind)
@@ -255,32 +255,15 @@ class Router:
         return None
 
     @cached_property
-    def _vulnerability_rules(self) -> Any:
-        """D3's rule file and detector when installed; None: fall back to the flags."""
-        try:
-            from assistant.guard import vulnerability  # type: ignore[attr-defined]
-        except ImportError:
-            return None
-        path = self.settings.knowledge_dir / "rules" / "vulnerability.yaml"
-        if not path.exists() or not hasattr(vulnerability, "detect_vulnerability"):
-            return None
-        return vulnerability, vulnerability.load_vulnerability_rules(path)
+    def vulnerability_rules(self) -> VulnerabilityRules:
+        return load_vulnerability_rules(vulnerability_rules_file(self.settings))
 
-    def vulnerability(self, message: str, flags: list[str], urgency: list[str]) -> str | None:
-        """The kind of vulnerability signal in this turn, or None."""
-        loaded = self._vulnerability_rules
-        if loaded is not None:
-            module, rules = loaded
-            signal = module.detect_vulnerability(message, rules)
-            if signal is not None:
-                return str(signal.kind)
-            return None
-        if _any(self.rules.urgency.unless, message):  # "what happens if I can't pay?" is a question
-            return None
-        for flag in [*urgency, *flags]:
-            if flag in FLAG_KINDS and (flag in urgency or flag == "self_harm"):
-                return FLAG_KINDS[flag]
-        return None
+    def urgency(self, message: str, signal: VulnerabilitySignal | None) -> list[str]:
+        """The urgency flags of a message: routing.yaml's own (a collector's threat) and, named as
+        flags (scam -> fraud), the kinds the vulnerability rules found: one file holds those lists."""
+        as_flag = {kind: flag for flag, kind in self.vulnerability_rules.flag_kinds.items()}
+        found = [as_flag[k] for k in (signal.kinds if signal else []) if k in as_flag]
+        return list(dict.fromkeys([*self.rules.detect_urgency(message), *found]))
 
     # --- context ---------------------------------------------------------------------------------
     def _failed_twice(self, conversation: Conversation) -> bool:
