@@ -8,7 +8,7 @@ import pytest
 
 from assistant.knowledge.extract import extract_answer, strip_bare_answer
 from assistant.knowledge.index import KnowledgeBase
-from assistant.skills.answer import AnswerSkill, most_similar
+from assistant.skills.answer import AnswerSkill, faq_answer, most_similar
 from assistant.knowledge.terms import load_terms
 from assistant.skills.base import final_reply
 from assistant.types import Chunk, Conversation, RouteDecision, Turn
@@ -79,3 +79,13 @@ def test_an_answerable_question_is_not_cut_off_by_a_weak_fused_first(kb):
     assert chunks[0].score < kb.settings.answer_min_score <= most_similar(chunks).score
     reply = ask(kb, question)
     assert reply.path != "no_answer" and reply.citations
+
+
+def test_a_faq_answers_yes_or_no_only_to_a_yes_no_question():
+    entry = chunk("faq-fees#apr-cap", "Is the APR capped?\nYes. Meadow caps the APR of every product at 24%.",
+                  0.9, "faq")
+    assert faq_answer(entry, "is the APR capped?") == "Yes. Meadow caps the APR of every product at 24%."
+    assert faq_answer(entry, "so can it go above 24%?").startswith("Yes.")
+    assert faq_answer(entry, "what's the maximum APR meadow can charge me?") == "Meadow caps the APR of every product at 24%."
+    assert faq_answer(entry, "how high can the APR go") == "Meadow caps the APR of every product at 24%."
+    assert faq_answer(entry) == "Yes. Meadow caps the APR of every product at 24%."

@@ -14,11 +14,15 @@ from assistant.knowledge.index import IndexMissing, KnowledgeBase
 from assistant.llm.prompts import load_prompt, load_replies
 from assistant.knowledge.terms import Terms
 from assistant.types import Chunk, Citation, Conversation, Delta, Reply, ToolCall, Turn
-from assistant.knowledge.extract import extract_answer
+from assistant.knowledge.extract import extract_answer, strip_bare_answer
 from assistant.knowledge.verify import figures, sentences, verify_answer
 
 LoanAnswerer = Callable[[str], "tuple[str, ToolCall] | None"]
 
+# A question a bare "Yes."/"No." can answer ("is the APR capped?", "so can I repay early?").
+_YES_NO_QUESTION = re.compile(r"^\W*((hi|hello|hey|ok(ay)?|so|and|also|sorry|thanks)\W+)*(is|are|am|was|were|can|could|do|"
+                              r"does|did|will|would|should|shall|may|might|must|have|has|had|isnt|arent|cant|dont|"
+                              r"doesnt|wont)\b", re.I)
 _FOLLOW_UP = re.compile(r"^\s*(and|also|what about|how about|what if|same for|then)\b", re.I)
 _REFERENCE = re.compile(r"\b(it|its|that|this|those|them|they|there)\b", re.I)
 
@@ -65,7 +69,7 @@ class AnswerSkill:
         best = most_similar(chunks)
         if best is not None and best.type == "faq" and best.score >= self.settings.faq_threshold \
                 and lead_over_rest(best, chunks) >= self.settings.faq_margin:
-            yield self._reply(faq_answer(best), "faq", [best], chunks, timings)
+            yield self._reply(faq_answer(best, query), "faq", [best], chunks, timings)
         elif best is None or best.score < self.settings.answer_min_score:
             yield self._reply(self.replies["no_answer"], "no_answer", [], chunks, timings)
         else:
@@ -175,9 +179,14 @@ def product_filter(products: list[str]) -> dict[str, Any] | None:
     return {"product": [*products, ""]} if products else None
 
 
-def faq_answer(chunk: Chunk) -> str:
+def faq_answer(chunk: Chunk, question: str = "") -> str:
+    """The entry's answer. A leading "Yes."/"No." answers the entry's own question: quoted to a
+    customer who asked one ("is the APR capped?"), dropped for "what"/"how" ("what's the maximum APR?")."""
     _question, _, answer = chunk.text.partition("\n")
-    return answer.strip() or chunk.text
+    answer = answer.strip() or chunk.text
+    if question and not _YES_NO_QUESTION.search(question):
+        answer = strip_bare_answer(answer) or answer
+    return answer
 
 
 def most_similar(chunks: list[Chunk]) -> Chunk | None:
