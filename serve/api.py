@@ -43,6 +43,11 @@ STORE_DOWN_MESSAGE = ("We could not save your message just now. Nothing was lost
                       "please try again in a moment.")
 
 
+def store_down_message(reference: str | None) -> str:
+    """What the customer reads when a write failed: the reference to quote when it was kept."""
+    return f"{STORE_DOWN_MESSAGE} Your reference: {reference}." if reference else STORE_DOWN_MESSAGE
+
+
 # --- sessions and conversations ---------------------------------------------------------------
 
 
@@ -145,7 +150,7 @@ async def _sse(events: AsyncIterator[Delta | Reply], conversation: Conversation,
                         mode="json")
                     yield sse_event("reply", out.model_dump(mode="json"))
         except StoreUnavailable as exc:
-            yield sse_event("error", {"type": "store_unavailable", "message": STORE_DOWN_MESSAGE,
+            yield sse_event("error", {"type": "store_unavailable", "message": store_down_message(exc.reference),
                                       "reference": exc.reference, "retry_after_s": exc.retry_after_s,
                                       "request_id": request_id()})
         except Exception as exc:  # the status line is gone already: report in the stream

@@ -143,8 +143,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StoreUnavailable)
     async def store_down(_: Request, exc: StoreUnavailable):
         log.error("store unavailable", extra={"reference": exc.reference, "detail": str(exc)})
-        response = _error(503, "store_unavailable", api.STORE_DOWN_MESSAGE if not exc.reference else
-                          f"{api.STORE_DOWN_MESSAGE} Your reference: {exc.reference}.",
+        response = _error(503, "store_unavailable", api.store_down_message(exc.reference),
                           headers={"Retry-After": str(exc.retry_after_s)})
         return _with(response, reference=exc.reference)
 

@@ -14,7 +14,8 @@ from starlette.concurrency import run_in_threadpool
 
 from assistant.types import Delta, Reply
 from assistant.timefmt import countdown, lender_time
-from serve.api import latest_report, open_session, suggested_questions
+from assistant.store.db import StoreUnavailable
+from serve.api import latest_report, open_session, store_down_message, suggested_questions
 from serve.auth import has_any_role
 from serve.chat import NotFound
 from serve.limits import Busy, RateLimited
@@ -125,6 +126,10 @@ async def chat_turn(s: Services, text: str, history: list | None, state: dict | 
         history[-1]["content"] = "Your session has expired. Please send your message again."
         yield history, gr.update(), state, gr.update(), gr.update()
         return
+    except StoreUnavailable as exc:
+        history[-1]["content"] = store_down_message(exc.reference)
+        yield history, gr.update(), state, gr.update(), gr.update()
+        return
     draft = ""
     try:
         async for event in events:
@@ -139,6 +144,10 @@ async def chat_turn(s: Services, text: str, history: list | None, state: dict | 
                     state["ticket"] = event.ticket.get("id")
                     state["handoff"] = state.get("handoff") or event.ticket.get("kind") == "handoff"
                 yield history, gr.update(), state, ticket_update(event), quick_update(event)
+    except StoreUnavailable as exc:  # the reply could not be kept: say so, with the reference when there is one
+        log.error("chat page turn not saved: %s", exc)
+        history[-1]["content"] = store_down_message(exc.reference)
+        yield history, gr.update(), state, gr.update(), gr.update()
     except Exception:
         log.exception("chat page turn failed")
         history[-1]["content"] = "Sorry, something went wrong on our side. Please try again."

@@ -148,3 +148,34 @@ def test_form_hint_offers_a_clarifying_questions_options():
                   meta={"clarify": {"options": ["answer", "complaint"], "best": "answer"}})
     hint = form_hint(reply, list, {"answer": "ask a question", "complaint": "make a complaint"})
     assert hint["choices"] == ["1", "2"] and hint["labels"] == ["ask a question", "make a complaint"]
+
+
+def test_the_chat_page_says_the_store_is_down_with_the_reference():
+    """A write that failed reaches the chat page as the API's message, never "something went wrong".
+    The services are stand-ins: the store failure itself is tested for real in test_store_spool."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from assistant.store.db import StoreUnavailable
+    from serve.ui import chat_turn
+
+    class DownChat:
+        def conversation(self, customer_id, conversation_id):
+            return object()
+
+        async def stream(self, conversation, text, channel):
+            async def events():
+                raise StoreUnavailable("disk I/O error", reference="CMP-261205-ABC123")
+                yield  # an async generator
+            return events()
+
+    s = SimpleNamespace(limiter=SimpleNamespace(hit=lambda key: None), chat=DownChat())
+    state = {"customer_id": "c1", "conversation_id": "conv1", "traces": {}}
+
+    async def last_history():
+        outputs = [out async for out in chat_turn(s, "my repayment was taken twice", [], state)]
+        return outputs[-1][0]
+
+    history = asyncio.run(last_history())
+    assert history[-1]["content"].startswith("We could not save your message just now.")
+    assert history[-1]["content"].endswith("Your reference: CMP-261205-ABC123.")
