@@ -154,6 +154,7 @@ def _git_commit() -> str | None:
 
 def write_report(results: dict[str, Any], out: Path) -> Path:
     from evals.report import render_html
+    from evals.scenario_table import scenario_markdown
 
     folder = out / datetime.now().strftime("%Y%m%d-%H%M%S")
     n = 1
@@ -164,6 +165,9 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
     (folder / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False, default=str),
                                          encoding="utf-8")
     (folder / "report.html").write_text(render_html(results), encoding="utf-8")
+    scenarios = results.get("suites", {}).get("scenarios")
+    if scenarios and scenarios.get("rows"):
+        (folder / "scenarios.md").write_text(scenario_markdown(scenarios), encoding="utf-8")
     return folder
 
 

@@ -18,6 +18,7 @@ from evals import gate
 from evals.report import render_html
 from evals.results import SuiteResult
 from evals.runner import main
+from evals.scenario_table import scenario_markdown
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -161,6 +162,19 @@ IMAGE_PROBE = """<script>window.addEventListener('load', function () {
   document.body.setAttribute('data-images', imgs.length);
   document.body.setAttribute('data-decoded', imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length);
 });</script>"""
+
+
+def test_the_scenario_table_lists_every_conversation_with_the_first_failure():
+    suite = {"rows": [
+        {"id": "b-pass", "category": "complaint", "passed": True, "why": "",
+         "turns": [{"passed": True}, {"passed": True}]},
+        {"id": "a-fail", "category": "complaint", "passed": False, "why": "",
+         "turns": [{"passed": True}, {"passed": False, "why": "path: ticket | wanted answer"}, {"passed": False}]}]}
+    table = scenario_markdown(suite)
+    assert table.startswith("1 of 2 conversations pass; 3 of 5 turns.")
+    lines = table.splitlines()
+    assert lines[4] == "| a-fail | complaint | 1/3 | FAIL: path: ticket / wanted answer |"
+    assert lines[5] == "| b-pass | complaint | 2/2 | pass |"
 
 
 def test_report_escapes_text_and_embeds_every_plot():
