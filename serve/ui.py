@@ -270,23 +270,24 @@ def record_feedback(s: Services, state: dict | None, data: gr.LikeData) -> None:
 
 def build_staff_ui(s: Services) -> gr.Blocks:
     """One tab per role; a signed-in user sees only the tabs of their key's roles (admin: all), and each
-    tab's actions check the role again on the server."""
+    tab's actions check the role again on the server. Every tab starts hidden and the page load shows
+    the allowed ones: Gradio 6.31 applies a load-time update that shows a tab, not one that hides it."""
     from serve import staff_inbox
 
     with gr.Blocks(title="Meadow staff", analytics_enabled=False) as staff:
         gr.Markdown("### Meadow staff")
         tabs: list[tuple[str, Any]] = []
         with gr.Tabs() as tabset:
-            with gr.Tab("Marketing studio", id="marketer") as tab:
+            with gr.Tab("Marketing studio", id="marketer", visible=False) as tab:
                 marketing_tab(s)
             tabs.append(("marketer", tab))
-            with gr.Tab("Complaints", id="complaints") as tab:
+            with gr.Tab("Complaints", id="complaints", visible=False) as tab:
                 complaints_tab(s)
             tabs.append(("complaints", tab))
-            with gr.Tab("QA", id="qa") as tab:
+            with gr.Tab("QA", id="qa", visible=False) as tab:
                 qa_tab(s)
             tabs.append(("qa", tab))
-            with gr.Tab("Inbox", id="agent") as tab:
+            with gr.Tab("Inbox", id="agent", visible=False) as tab:
                 staff_inbox.build_tab(s)
             tabs.append(("agent", tab))
 

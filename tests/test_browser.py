@@ -154,6 +154,7 @@ def test_staff_pages_after_login_highlight_compliance_findings(browser, server):
     assert not browser.find_elements(By.CSS_SELECTOR, "button[role=tab]")  # nothing before the login
     browser.find_element(By.CSS_SELECTOR, "input[type=text]").send_keys("alice")
     browser.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys(STAFF_KEY + Keys.ENTER)
+    # every tab starts hidden; the page load shows the key's (all four here, together)
     tabs = wait.until(lambda d: [b.text for b in d.find_elements(By.CSS_SELECTOR, "button[role=tab]")])
     assert tabs == ["Marketing studio", "Complaints", "QA", "Inbox"]  # a key with no role listed: every tab
 

@@ -118,10 +118,10 @@ def test_handoff_answered_by_an_agent_in_the_chat_page_and_the_widget(browser, s
     browser.switch_to.new_window("tab")
     staff_tab = browser.current_window_handle
     sign_in_as_agent(browser, server.url)
-    # Gradio 6.31 leaves the other roles' tab buttons on the page (their load-time hiding does not reach
-    # the tab bar); what matters is enforced on the server: every action there re-checks the role.
-    tabs = [b.text for b in browser.find_elements(By.CSS_SELECTOR, "button[role=tab]") if b.is_displayed()]
-    print("staff tabs shown to an agent:", tabs)
+    # only the agent's tab is shown (every action also re-checks the role on the server)
+    tabs = WebDriverWait(browser, 30).until(
+        lambda d: [b.text for b in d.find_elements(By.CSS_SELECTOR, "button[role=tab]") if b.is_displayed()])
+    assert tabs == ["Inbox"], tabs
     answer = "Hello, this is Sam from the Meadow team: your repayment date can move to the 15th."
     answer_in_inbox(browser, ticket_id, answer, expect_contact="jo.customer@example.com")
 
