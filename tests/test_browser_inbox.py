@@ -10,28 +10,17 @@ test_browser.py) against `assistant serve` with the real model and index:
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-from pathlib import Path
 
 import pytest
 
+from browser_support import BROWSER_MARKS, chromium
 from conftest_web import STAFF_KEY, prepared_data_dir, running_server
 from serve.auth import key_digest
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path(shutil.which("chromedriver") or "/usr/bin/chromedriver")
-
-pytestmark = [
-    pytest.mark.slow, pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists() or not CHROMEDRIVER.exists(),
-                       reason="needs Debian's chromium and chromium-driver: apt-get install -y chromium chromium-driver"),
-]
+pytestmark = BROWSER_MARKS
 selenium = pytest.importorskip("selenium", reason="pip install selenium (the test extra)")
 
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -50,16 +39,7 @@ def server(tmp_path_factory, model_cache):
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory, server):
-    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not try to download a driver
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    profile = tmp_path_factory.mktemp("chromium-profile-inbox")
-    for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-extensions", f"--user-data-dir={profile}", "--window-size=1280,900"]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(120)
+    driver = chromium(tmp_path_factory.mktemp("chromium-profile-inbox"))
     yield driver
     driver.quit()
 

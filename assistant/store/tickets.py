@@ -122,8 +122,9 @@ class TicketEvent(BaseModel):
     note: str = ""
 
 
-class Ticket(BaseModel):
-    id: str
+class TicketFields(BaseModel):
+    """What a skill says about a ticket: a draft has these, a ticket these and its clock and history."""
+
     kind: Kind
     customer_ref: str
     conversation_id: str = ""
@@ -132,12 +133,16 @@ class Ticket(BaseModel):
     product: str | None = None
     issue: str | None = None
     team: str
-    severity: str
-    status: str = "open"
+    severity: str = "normal"
     reason: str = ""
     urgency: list[str] = Field(default_factory=list)
     escalations: list[str] = Field(default_factory=list)
     classification: dict[str, Any] = Field(default_factory=dict)
+
+
+class Ticket(TicketFields):
+    id: str
+    status: str = "open"
     created_at: datetime
     updated_at: datetime
     ack_due: datetime
@@ -166,20 +171,7 @@ class Receipt(BaseModel):
         return "stored" if self.stored else "spooled"
 
 
-class TicketDraft(BaseModel):
-    kind: Kind
-    customer_ref: str
-    conversation_id: str = ""
-    text: str
-    excerpt: list[dict[str, str]] = Field(default_factory=list)
-    product: str | None = None
-    issue: str | None = None
-    team: str
-    severity: str = "normal"
-    reason: str = ""
-    urgency: list[str] = Field(default_factory=list)
-    escalations: list[str] = Field(default_factory=list)
-    classification: dict[str, Any] = Field(default_factory=dict)
+class TicketDraft(TicketFields):
     respond_by: datetime | None = None  # hand-offs: when a person answers (instead of the ack deadline)
 
 
@@ -239,12 +231,10 @@ class TicketService(LazySessions):
         return Ticket(
             id=f"{PREFIX[draft.kind]}-{now.astimezone(self.rules.tz):%y%m%d}-"
                + "".join(secrets.choice(ID_ALPHABET) for _ in range(6)),
-            kind=draft.kind, customer_ref=draft.customer_ref, conversation_id=draft.conversation_id,
+            **draft.model_dump(include=set(TicketFields.model_fields) - {"text", "excerpt"}),
             text=self.redact(draft.text),
             excerpt=[{"role": m.get("role", ""), "content": self.redact(m.get("content", ""))} for m in draft.excerpt],
-            product=draft.product, issue=draft.issue, team=draft.team, severity=draft.severity, status="open",
-            reason=draft.reason, urgency=draft.urgency, escalations=draft.escalations,
-            classification=draft.classification, created_at=now, updated_at=now,
+            status="open", created_at=now, updated_at=now,
             ack_due=_utc(ack_due), resolve_due=_utc(resolve_due),
             extension_notice_due=_utc(notice_due) if notice_due else None,
             events=[TicketEvent(at=now, actor="assistant", action="created", to_status="open", note=draft.reason)])
