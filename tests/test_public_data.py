@@ -12,7 +12,7 @@ from functools import partial
 import pytest
 
 from assistant.config import PROJECT_ROOT, Settings
-from assistant.public_data import DataFile, fetch, load_manifest, resolve_datasets_dir
+from assistant.public_data import LOCAL_MIRROR, DataFile, fetch, load_manifest, resolve_datasets_dir
 
 
 def _entry(tmp_path, name="a.csv", body=b"x,y\n1,2\n"):
@@ -54,7 +54,8 @@ def test_fetch_downloads_from_an_http_mirror(tmp_path):
 def test_commands_read_the_fetched_copy_before_the_mirror(tmp_path):
     settings = Settings(data_dir=tmp_path)
     (tmp_path / "datasets").mkdir()
-    assert resolve_datasets_dir(settings) != tmp_path / "datasets"  # empty: not used
+    # empty: the local mirror when there is one (a clone without ../shared has only this folder)
+    assert resolve_datasets_dir(settings) == (LOCAL_MIRROR if LOCAL_MIRROR.is_dir() else tmp_path / "datasets")
     (tmp_path / "datasets" / "german_credit_train.csv").write_text("a\n")
     assert resolve_datasets_dir(settings) == tmp_path / "datasets"
 
