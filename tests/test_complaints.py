@@ -48,6 +48,18 @@ def classifier(settings) -> ComplaintClassifier:
 
 # --- rule files ------------------------------------------------------------------------------------------
 
+def test_taxonomy_asks_name_what_the_customer_asked_and_bad_patterns_fail_at_load(settings, tmp_path):
+    taxonomy = load_taxonomy(taxonomy_file(settings))
+    assert taxonomy.issue_asked_in("my repayment was taken twice this month, I want it refunded") == "billing_dispute"
+    assert taxonomy.issue_asked_in("your collector called my mother about my loan") == "collection_conduct"
+    assert taxonomy.issue_asked_in("please remove the late fee") == "fees_interest"
+    broken = tmp_path / "taxonomy.yaml"
+    broken.write_text(taxonomy_file(settings).read_text(encoding="utf-8").replace(
+        "    asks:\n", "    asks:\n      - '(unclosed'\n", 1), encoding="utf-8")
+    with pytest.raises(ValueError, match="bad pattern"):
+        load_taxonomy(broken)
+
+
 def test_taxonomy_has_the_products_issues_and_teams(settings):
     taxonomy = load_taxonomy(taxonomy_file(settings))
     assert len(taxonomy.products) >= 6 and len(taxonomy.issues) >= 15

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from assistant.config import Settings
 from assistant.public_data import resolve_datasets_dir
@@ -55,6 +55,17 @@ class IssueDef(BaseModel):
     team: str
     cfpb: list[str] = Field(default_factory=list)
     asks: list[str] = Field(default_factory=list)  # regexes: what a customer asks for in chat ("remove the late fee")
+
+    @field_validator("asks")
+    @classmethod
+    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
+        # a bad pattern fails at load, never in the middle of a customer's complaint
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"bad pattern {pattern!r}: {exc}") from exc
+        return patterns
 
 
 class Taxonomy(BaseModel):
