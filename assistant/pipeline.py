@@ -77,7 +77,7 @@ class Assistant:
         state = load_state(conversation)
         form_was = self._active_form(conversation)
         text = self._resolve_followup(conversation, state, verdict.text, form_was)
-        route = self._route(conversation, text, verdict, form_was)
+        route = self._route(conversation, text, form_was)
         timings["route"] = _ms(t)
         skill = self._skill_for(route)
         # After a clarifying question the router may hand back the message it was about.
@@ -124,11 +124,13 @@ class Assistant:
             return "complaint"
         return None
 
-    def _route(self, conversation: Conversation, text: str, verdict: GuardVerdict, form: str | None) -> RouteDecision:
+    def _route(self, conversation: Conversation, text: str, form: str | None) -> RouteDecision:
+        """Vulnerability first (router, then the support skill's own check); a choice the open form
+        offered, tapped or typed as it stands, is that form's answer."""
         form_skill = self.skills.get(form or "")
         if hasattr(form_skill, "is_offered_choice") and form_skill.is_offered_choice(conversation, text):
             return RouteDecision(intent=form, confidence=1.0, reason=f"form:{form}")  # a tapped choice
-        route = self.router.route(conversation, text, flags=verdict.flags)
+        route = self.router.route(conversation, text)
         support = self.skills.get("support")
         if support is not None and hasattr(support, "reroute"):  # vulnerability first; no credit while it is open
             route = support.reroute(conversation, text, route)

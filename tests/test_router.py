@@ -224,6 +224,7 @@ def test_urgency_hands_off(router, message, flag):
     # issue 13: a vulnerable customer goes to the support skill first (it hands off urgently)
     if decision.intent == "support":
         assert decision.reason.startswith("vulnerable:")
+        assert flag in decision.urgency  # the flag comes from vulnerability.yaml, the one file of those lists
     else:
         assert decision.intent == "handoff" and flag in decision.urgency and decision.reason.startswith("urgent:")
 

@@ -186,12 +186,12 @@ class Router:
         return [{intent: round(float(row[self.model.labels.index(intent)]), 4) if intent in self.model.labels else 0.0
                  for intent in INTENTS} for row in probs]
 
-    def route(self, conversation: Conversation, message: str, flags: list[str] | None = None) -> RouteDecision:
-        return self.decide(conversation, message, self.classify(message), flags=flags)
+    def route(self, conversation: Conversation, message: str) -> RouteDecision:
+        return self.decide(conversation, message, self.classify(message))
 
-    def decide(self, conversation: Conversation, message: str, scores: dict[str, float],
-               flags: list[str] | None = None) -> RouteDecision:
-        """The decision for a message whose classifier scores are known (`flags`: the guard's)."""
+    def decide(self, conversation: Conversation, message: str, scores: dict[str, float]) -> RouteDecision:
+        """The decision for a message whose classifier scores are known. The vulnerability rules read
+        the message itself (the guard's flags come from the same file)."""
         best = max(scores, key=scores.get)
         signal = detect_vulnerability(message, self.vulnerability_rules)
         urgency = self.urgency(message, signal)
